@@ -1,0 +1,293 @@
+"""The box's one TOML configuration file, typed and validated at start.
+
+Every key has a default, so an empty file (or no file) runs the box. Sections are plain
+dataclasses; ``load_section`` validates a TOML table against one and names the key, the
+value and what is allowed when something is wrong. Plugins contribute sections of their
+own through the ``dicombox_config_sections`` hook, validated the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from dicombox.core.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names key, value and rule."""
+
+
+@dataclass(frozen=True)
+class BoxSection:
+    ae_title: str = "DICOMBOX"
+    port: int = 11112  # 0 = any free port (the one chosen is in <data_dir>/run/ready.json)
+    bind: str = "*"  # "*" = every IPv4 and IPv6 address
+    data_dir: str = "./var"
+    workers: int = 0  # 0 = one network worker per core
+
+
+@dataclass(frozen=True)
+class NetworkSection:
+    max_associations: int = 12
+    max_pdu: int = 0  # what we accept on receive; 0 = unlimited
+    send_max_pdu: int = 262144  # what we propose when we are the requestor
+    accept_unknown_callers: bool = True
+    check_caller_host: bool = False
+    accept_any_called_ae: bool = False
+    implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
+    implementation_version: str = IMPLEMENTATION_VERSION_NAME
+    acse_timeout_s: float = 30.0
+    dimse_timeout_s: float = 30.0
+    network_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class RemoteSection:
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    services: list[str] = field(default_factory=lambda: ["store", "find", "move", "commit"])
+    max_associations: int = 2
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    duplicates: Literal["keep-first", "replace", "keep-both", "reject"] = "keep-first"
+    reserve_mb: int = 512
+    accept_unknown_classes: bool = False
+    transfer_syntax_order: Literal["lossless-first", "compressed-first"] = "lossless-first"
+
+
+@dataclass(frozen=True)
+class RouteSection:
+    when: dict[str, str] = field(default_factory=dict)
+    forward: list[str] = field(default_factory=list)
+    burn: bool = False
+    print: str = ""
+
+
+@dataclass(frozen=True)
+class PluginsSection:
+    disabled: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "text"
+
+
+@dataclass(frozen=True)
+class Config:
+    box: BoxSection = field(default_factory=BoxSection)
+    network: NetworkSection = field(default_factory=NetworkSection)
+    remote: list[RemoteSection] = field(default_factory=list)
+    storage: StorageSection = field(default_factory=StorageSection)
+    route: list[RouteSection] = field(default_factory=list)
+    plugins: PluginsSection = field(default_factory=PluginsSection)
+    log: LogSection = field(default_factory=LogSection)
+    # Sections contributed by plugins, already validated: {section name: dataclass instance}
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: str = "(embedded defaults)"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.box.data_dir)
+
+    def remote_named(self, name: str) -> RemoteSection | None:
+        return next((r for r in self.remote if r.name == name), None)
+
+    def remote_by_ae(self, ae_title: str) -> list[RemoteSection]:
+        return [r for r in self.remote if r.ae_title == ae_title]
+
+    def with_overrides(self, **box_overrides: Any) -> Config:
+        """A copy with some [box] keys replaced (the CLI's --ae-title, --port …)."""
+        given = {k: v for k, v in box_overrides.items() if v is not None}
+        box = dataclasses.replace(self.box, **given)
+        return dataclasses.replace(self, box=box)
+
+
+CORE_SECTIONS: dict[str, type] = {
+    "box": BoxSection,
+    "network": NetworkSection,
+    "remote": RemoteSection,
+    "storage": StorageSection,
+    "route": RouteSection,
+    "plugins": PluginsSection,
+    "log": LogSection,
+}
+ARRAY_SECTIONS = {"remote", "route"}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a table"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    wrong = ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise wrong
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise wrong
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise wrong
+        return {str(k): str(v) if not isinstance(v, list) else v for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise wrong
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise wrong
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise wrong
+        return load_section(tp, value, key)
+    raise ConfigError(f"{key}: unsupported type {tp!r}")  # a programming error in a section
+
+
+def load_section(cls: type, table: dict[str, Any], name: str) -> Any:
+    """Validate one TOML table against the dataclass ``cls``; ``name`` prefixes errors."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"[{name}] has unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(fields))}"
+        )
+    values: dict[str, Any] = {}
+    for fname, f in fields.items():
+        if fname in table:
+            values[fname] = _coerce(table[fname], hints[fname], f"{name}.{fname}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"[{name}] needs the key {fname!r} ({_describe(hints[fname])})")
+    section = cls(**values)
+    check = getattr(section, "validate", None)
+    if check is not None:
+        check(name)
+    return section
+
+
+def _check_core(config: Config) -> None:
+    """Rules that span keys, named the way a site engineer would look them up."""
+    if not 1 <= len(config.box.ae_title) <= 16 or "\\" in config.box.ae_title:
+        raise ConfigError(f"box.ae_title = {config.box.ae_title!r}: 1 to 16 characters, no '\\'")
+    if not 0 <= config.box.port <= 65535:
+        raise ConfigError(
+            f"box.port = {config.box.port}: expected a TCP port 1..65535 (0 = any free)"
+        )
+    if config.box.workers < 0:
+        raise ConfigError(f"box.workers = {config.box.workers}: expected 0 (one per core) or more")
+    if config.network.max_pdu != 0 and config.network.max_pdu < 4096:
+        raise ConfigError(f"network.max_pdu = {config.network.max_pdu}: 0 or at least 4096")
+    if config.network.max_associations < 1:
+        raise ConfigError("network.max_associations must be at least 1")
+    if len(config.network.implementation_version) > 16:
+        raise ConfigError("network.implementation_version: at most 16 characters")
+    if config.storage.reserve_mb < 0:
+        raise ConfigError(f"storage.reserve_mb = {config.storage.reserve_mb}: expected 0 or more")
+    names = [r.name for r in config.remote]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"[[remote]] name {name!r} is used twice")
+    for r in config.remote:
+        if not 1 <= r.port <= 65535:
+            raise ConfigError(f"remote {r.name!r}: port = {r.port}: expected 1..65535")
+    for i, route in enumerate(config.route):
+        for target in route.forward:
+            if target not in names:
+                raise ConfigError(
+                    f"route[{i}].forward names {target!r}, which is no [[remote]]; "
+                    f"known remotes: {', '.join(names) or '(none)'}"
+                )
+
+
+def parse_config(
+    data: dict[str, Any], plugin_sections: dict[str, type] | None = None, source: str = "-"
+) -> Config:
+    """Build a Config from a parsed TOML document."""
+    plugin_sections = plugin_sections or {}
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for name, table in data.items():
+        if name in CORE_SECTIONS:
+            cls = CORE_SECTIONS[name]
+            if name in ARRAY_SECTIONS:
+                if not isinstance(table, list):
+                    raise ConfigError(f"[{name}] must be written [[{name}]] (one table per entry)")
+                values[name] = [load_section(cls, t, f"{name}[{i}]") for i, t in enumerate(table)]
+            else:
+                if not isinstance(table, dict):
+                    raise ConfigError(f"{name} must be a [{name}] table")
+                values[name] = load_section(cls, table, name)
+        elif name in plugin_sections:
+            cls = plugin_sections[name]
+            if isinstance(table, list):
+                extra[name] = [load_section(cls, t, f"{name}[{i}]") for i, t in enumerate(table)]
+            else:
+                extra[name] = load_section(cls, table, name)
+        else:
+            known = sorted(set(CORE_SECTIONS) | set(plugin_sections))
+            raise ConfigError(f"unknown section [{name}]; known sections: {', '.join(known)}")
+    for name, cls in plugin_sections.items():
+        if name not in extra:
+            extra[name] = cls()
+    config = Config(**values, extra=extra, source=source)
+    _check_core(config)
+    return config
+
+
+def load_config(path: str | Path | None, plugin_sections: dict[str, type] | None = None) -> Config:
+    """Read and validate the TOML file at ``path``; ``None`` gives the embedded defaults."""
+    if path is None:
+        return parse_config({}, plugin_sections)
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(data, plugin_sections, source=str(p))
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

@@ -1,0 +1,91 @@
+"""The plugin contract: every hook a dicombox plugin may implement.
+
+A plugin is a module (or object) registered under the ``dicombox`` entry-point group; it
+implements any of these hooks with ``@dicombox.core.hookimpl``. Hooks receive the ``Box``
+(the host's services: config, store, index, jobs, events) and nothing global. A plugin
+never imports another plugin: plugins talk through hooks and the box's events.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from dicombox.core.box import Box
+    from dicombox.core.jobs import JobHandler
+    from dicombox.core.net.service import Service
+
+PROJECT = "dicombox"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def dicombox_config_sections() -> dict[str, type]:
+    """Configuration sections this plugin owns: ``{"worklist": WorklistSection}``.
+
+    Each is a dataclass whose fields all have defaults; the core validates the TOML table
+    against it and hands the instance back as ``box.config.extra[name]``."""
+
+
+@hookspec
+def dicombox_services(box: Box) -> list[Service]:
+    """DICOM services this plugin provides as association acceptor (SCP), with the
+    presentation contexts they accept and a handler per DIMSE command."""
+
+
+@hookspec
+def dicombox_local_ae_titles(box: Box) -> list[str]:
+    """Extra called AE titles this plugin answers on (e.g. a separate worklist AE)."""
+
+
+@hookspec
+def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
+    """An instance was stored durably and indexed (a ``StoredInstance``; ``dataset`` is its
+    header, without pixel data). Runs in the network worker that stored it: queue jobs
+    here, do not do slow work."""
+
+
+@hookspec
+def dicombox_coerce(box: Box, dataset: Any, context: dict[str, Any]) -> None:
+    """Change an arriving data set's attributes before it is stored (worklist coercion)."""
+
+
+@hookspec
+def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
+    """Job kinds this plugin executes: ``{"forward": handler}``; run by the supervisor."""
+
+
+@hookspec
+def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add this plugin's CLI verbs (``dicombox burn``, ``dicombox print`` …). Each parser
+    sets ``func=callable(box, args) -> int``."""
+
+
+@hookspec
+def dicombox_hal_drivers() -> dict[str, dict[str, Any]]:
+    """Hardware drivers this plugin contributes: ``{"burner": {"primera": factory}}``."""
+
+
+@hookspec
+def dicombox_status(box: Box) -> list[str]:
+    """Short status lines for the front panel and ``dicombox status``."""
+
+
+@hookspec
+def dicombox_conformance(box: Box) -> list[dict[str, Any]]:
+    """This plugin's rows of the conformance statement: ``{"service", "sop_class",
+    "uid", "role", "transfer_syntaxes", "notes"}``."""
+
+
+@hookspec
+def dicombox_start(box: Box) -> None:
+    """The supervisor has started (schedules, devices). Runs once, not in workers."""
+
+
+@hookspec
+def dicombox_stop(box: Box) -> None:
+    """The supervisor is stopping: release devices, finish or park work."""

@@ -1,0 +1,158 @@
+"""Tables of the index. Columns carry the matching and return keys the Q/R tables of the
+conformance target list; names are the DICOM keywords in snake case."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+
+def _text(name: str, length: int = 64) -> Column:
+    return Column(name, String(length), nullable=False, server_default="")
+
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+patients = Table(
+    "patients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _text("patient_id"),
+    _text("issuer_of_patient_id"),
+    _text("patient_name", 324),
+    _text("patient_birth_date", 8),
+    _text("patient_birth_time", 16),
+    _text("patient_sex", 16),
+    _text("other_patient_ids", 1024),
+    _text("other_patient_names", 1024),
+    _text("ethnic_group", 16),
+    Column("patient_comments", Text, nullable=False, server_default=""),
+    _text("specific_character_set", 128),
+    Column("extra", Text, nullable=False, server_default="{}"),  # return-only keys, DICOM JSON
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("patient_id", "issuer_of_patient_id", "patient_name", name="uq_patient"),
+)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_pk", Integer, ForeignKey("patients.id"), nullable=False, index=True),
+    Column("study_instance_uid", String(64), nullable=False, unique=True),
+    _text("study_date", 8),
+    _text("study_time", 16),
+    _text("accession_number", 16),
+    _text("study_id", 16),
+    _text("referring_physician_name", 324),
+    _text("study_description"),
+    _text("name_of_physicians_reading_study", 324),
+    _text("admitting_diagnoses_description", 1024),
+    _text("patient_age", 4),
+    _text("patient_size", 16),
+    _text("patient_weight", 16),
+    _text("timezone_offset_from_utc", 5),
+    _text("institution_name"),
+    Column("study_comments", Text, nullable=False, server_default=""),
+    _text("requesting_physician", 324),
+    _text("specific_character_set", 128),
+    Column("extra", Text, nullable=False, server_default="{}"),
+    Column("created_at", Float, nullable=False),
+    Index("ix_studies_date", "study_date"),
+    Index("ix_studies_accession", "accession_number"),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_pk", Integer, ForeignKey("studies.id"), nullable=False, index=True),
+    Column("series_instance_uid", String(64), nullable=False, unique=True),
+    _text("modality", 16),
+    _text("series_number", 12),
+    _text("series_description"),
+    _text("series_date", 8),
+    _text("series_time", 16),
+    _text("body_part_examined", 16),
+    _text("laterality", 16),
+    _text("protocol_name"),
+    _text("station_name", 16),
+    _text("manufacturer"),
+    _text("manufacturer_model_name"),
+    _text("institution_name"),
+    _text("institutional_department_name"),
+    _text("institution_address", 1024),
+    _text("performing_physician_name", 324),
+    _text("operators_name", 324),
+    _text("performed_procedure_step_id", 16),
+    _text("performed_procedure_step_start_date", 8),
+    _text("performed_procedure_step_start_time", 16),
+    _text("requested_procedure_id", 16),
+    _text("scheduled_procedure_step_id", 16),
+    Column("extra", Text, nullable=False, server_default="{}"),
+    Column("created_at", Float, nullable=False),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("series_pk", Integer, ForeignKey("series.id"), nullable=False, index=True),
+    Column("sop_instance_uid", String(64), nullable=False),
+    Column("copy", Integer, nullable=False, server_default="0"),  # keep-both duplicates: 1, 2…
+    Column("sop_class_uid", String(64), nullable=False),
+    _text("instance_number", 12),
+    _text("content_date", 8),
+    _text("content_time", 16),
+    _text("acquisition_date", 8),
+    _text("acquisition_time", 16),
+    _text("image_type", 256),
+    _text("slice_thickness", 16),
+    Column("number_of_frames", Integer, nullable=False, server_default="0"),
+    Column("rows", Integer, nullable=False, server_default="0"),
+    Column("columns", Integer, nullable=False, server_default="0"),
+    Column("transfer_syntax_uid", String(64), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    _text("calling_ae", 16),
+    _text("availability", 16),
+    Column("extra", Text, nullable=False, server_default="{}"),
+    Column("received_at", Float, nullable=False),
+    UniqueConstraint("sop_instance_uid", "copy", name="uq_instance_copy"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("queue", String(128), nullable=False, server_default=""),  # serialised per value
+    Column("state", String(16), nullable=False),  # queued | running | done | failed | cancelled
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False),
+    Column("retry_delay_s", Float, nullable=False),
+    Column("next_run_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("progress", Text, nullable=False, server_default=""),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Index("ix_jobs_due", "state", "next_run_at"),
+)

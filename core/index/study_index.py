@@ -1,0 +1,200 @@
+"""StudyIndex: what is stored, by patient, study, series and instance."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+
+from dicombox.core.index import schema
+from dicombox.core.index.attributes import level_values
+from dicombox.core.index.engine import write_transaction
+from dicombox.core.index.migrations import migrate
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """What the index learned about one stored file."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    path: str
+    copy: int
+
+
+class StudyIndex:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.version = migrate(engine)
+
+    # ------------------------------------------------------------------ writing
+    def add_instance(
+        self,
+        ds: Dataset,
+        *,
+        path: str,
+        size: int,
+        transfer_syntax_uid: str,
+        calling_ae: str,
+        replace: bool = False,
+        copy: int = 0,
+    ) -> StoredInstance:
+        """Record one stored instance and the patient/study/series it belongs to, in one
+        transaction. ``replace`` overwrites the row of an existing instance."""
+        now = time.time()
+        for attempt in range(3):
+            try:
+                with write_transaction(self.engine) as conn:
+                    patient_pk = self._ensure(
+                        conn,
+                        schema.patients,
+                        level_values(ds, "patient"),
+                        ("patient_id", "issuer_of_patient_id", "patient_name"),
+                        {},
+                        now,
+                    )
+                    study_pk = self._ensure(
+                        conn,
+                        schema.studies,
+                        level_values(ds, "study"),
+                        ("study_instance_uid",),
+                        {"patient_pk": patient_pk},
+                        now,
+                    )
+                    series_pk = self._ensure(
+                        conn,
+                        schema.series,
+                        level_values(ds, "series"),
+                        ("series_instance_uid",),
+                        {"study_pk": study_pk},
+                        now,
+                    )
+                    row = level_values(ds, "instance") | {
+                        "series_pk": series_pk,
+                        "path": path,
+                        "size": size,
+                        "copy": copy,
+                        "transfer_syntax_uid": transfer_syntax_uid,
+                        "calling_ae": calling_ae,
+                        "availability": "ONLINE",
+                        "received_at": now,
+                    }
+                    t = schema.instances
+                    if replace:
+                        conn.execute(
+                            t.delete().where(
+                                t.c.sop_instance_uid == row["sop_instance_uid"], t.c.copy == copy
+                            )
+                        )
+                    conn.execute(t.insert().values(**row))
+                break
+            except IntegrityError:
+                # Another writer (a PostgreSQL index shared by boxes) made the same parent row
+                # first; the next attempt finds it.
+                if attempt == 2:
+                    raise
+        return StoredInstance(
+            row["sop_instance_uid"],
+            row["sop_class_uid"],
+            str(ds.StudyInstanceUID),
+            str(ds.SeriesInstanceUID),
+            path,
+            copy,
+        )
+
+    @staticmethod
+    def _ensure(
+        conn: Any,
+        table: Any,
+        values: dict[str, Any],
+        keys: tuple[str, ...],
+        parent: dict[str, int],
+        now: float,
+    ) -> int:
+        where = [table.c[k] == values[k] for k in keys]
+        found = conn.execute(select(table.c.id).where(*where)).scalar()
+        if found is not None:
+            return int(found)
+        result = conn.execute(table.insert().values(**values, **parent, created_at=now))
+        return int(result.inserted_primary_key[0])
+
+    # ------------------------------------------------------------------ reading
+    def has_instance(self, sop_instance_uid: str) -> bool:
+        t = schema.instances
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    select(t.c.id).where(t.c.sop_instance_uid == sop_instance_uid).limit(1)
+                ).first()
+                is not None
+            )
+
+    def next_copy(self, sop_instance_uid: str) -> int:
+        t = schema.instances
+        with self.engine.connect() as conn:
+            top = conn.execute(
+                select(func.max(t.c.copy)).where(t.c.sop_instance_uid == sop_instance_uid)
+            ).scalar()
+        return 0 if top is None else int(top) + 1
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Every study with its patient, modalities and counts, newest first."""
+        p, st, se, i = schema.patients, schema.studies, schema.series, schema.instances
+        query = (
+            select(
+                p.c.patient_name,
+                p.c.patient_id,
+                st.c.study_instance_uid,
+                st.c.study_date,
+                st.c.study_time,
+                st.c.study_description,
+                st.c.accession_number,
+                func.count(func.distinct(se.c.id)).label("series"),
+                func.count(i.c.id).label("instances"),
+                func.coalesce(func.sum(i.c.size), 0).label("bytes"),
+                func.max(i.c.received_at).label("last_received"),
+            )
+            .select_from(
+                st.join(p, st.c.patient_pk == p.c.id)
+                .join(se, se.c.study_pk == st.c.id)
+                .join(i, i.c.series_pk == se.c.id)
+            )
+            .group_by(st.c.id, p.c.id)
+            .order_by(func.max(i.c.received_at).desc())
+        )
+        modalities = select(se.c.study_pk, se.c.modality).distinct()
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            by_study: dict[int, set[str]] = {}
+            uid_pk = dict(conn.execute(select(st.c.study_instance_uid, st.c.id)).all())
+            for pk, modality in conn.execute(modalities):
+                by_study.setdefault(pk, set()).add(modality)
+        for row in rows:
+            row["modalities"] = "\\".join(
+                sorted(by_study.get(uid_pk[row["study_instance_uid"]], ()))
+            )
+        return rows
+
+    def instance_rows(self, **where: str) -> list[dict[str, Any]]:
+        t = schema.instances
+        query = select(t).where(*[t.c[k] == v for k, v in where.items()]).order_by(t.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def totals(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                name: int(conn.execute(select(func.count()).select_from(table)).scalar() or 0)
+                for name, table in (
+                    ("patients", schema.patients),
+                    ("studies", schema.studies),
+                    ("series", schema.series),
+                    ("instances", schema.instances),
+                )
+            }

@@ -1,0 +1,267 @@
+"""The durable job queue (forward, commit, print, burn, poll …) and the runner that works it.
+
+Jobs are rows in the index database, so a queued job survives a restart or a power cut;
+a job found ``running`` at start was interrupted and runs again. Jobs sharing a ``queue``
+value (a destination, a printer, a burner) run one at a time, in order. A failure that
+may pass (peer down, printer out of film) is retried after ``retry_delay_s``, doubling
+each time; a permanent one fails the job at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from dicombox.core.events import EventBus
+from dicombox.core.index import schema
+from dicombox.core.index.engine import write_transaction
+
+log = logging.getLogger("dicombox.jobs")
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+MAX_BACKOFF_S = 3600.0
+
+
+class TransientJobError(Exception):
+    """The job may succeed later: retry it (peer unreachable, printer out of film)."""
+
+
+class PermanentJobError(Exception):
+    """Retrying cannot help (unknown destination, object rejected): fail the job now."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    queue: str
+    state: str
+    attempts: int
+    max_attempts: int
+    retry_delay_s: float
+    next_run_at: float
+    created_at: float
+    updated_at: float
+    progress: str
+    last_error: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        data = dict(row._mapping)
+        data["payload"] = json.loads(data["payload"])
+        return cls(**data)
+
+
+JobContext = Callable[[str], None]  # report progress: context("12/40 sent")
+JobHandler = Callable[[Job, JobContext], None]
+
+
+class JobQueue:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        queue: str = "",
+        max_attempts: int = 3,
+        retry_delay_s: float = 30.0,
+        delay_s: float = 0.0,
+    ) -> int:
+        now = time.time()
+        with write_transaction(self.engine) as conn:
+            result = conn.execute(
+                schema.jobs.insert().values(
+                    kind=kind,
+                    payload=json.dumps(payload),
+                    queue=queue,
+                    state=QUEUED,
+                    attempts=0,
+                    max_attempts=max_attempts,
+                    retry_delay_s=retry_delay_s,
+                    next_run_at=now + delay_s,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def get(self, job_id: int) -> Job | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.jobs).where(schema.jobs.c.id == job_id)).first()
+        return Job.from_row(row) if row else None
+
+    def list(self, states: tuple[str, ...] = (), limit: int = 100) -> list[Job]:
+        t = schema.jobs
+        query = select(t).order_by(t.c.id.desc()).limit(limit)
+        if states:
+            query = query.where(t.c.state.in_(states))
+        with self.engine.connect() as conn:
+            return [Job.from_row(r) for r in conn.execute(query)]
+
+    def recover_interrupted(self) -> int:
+        """Jobs left ``running`` by a stopped box are queued again (called at start)."""
+        t = schema.jobs
+        with write_transaction(self.engine) as conn:
+            result = conn.execute(
+                update(t).where(t.c.state == RUNNING).values(state=QUEUED, updated_at=time.time())
+            )
+            return int(result.rowcount or 0)
+
+    def claim(self, kinds: set[str], busy_queues: set[str]) -> Job | None:
+        """Take the oldest due job of a known kind whose queue is not busy."""
+        t = schema.jobs
+        now = time.time()
+        with write_transaction(self.engine) as conn:
+            rows = conn.execute(
+                select(t)
+                .where(t.c.state == QUEUED, t.c.next_run_at <= now, t.c.kind.in_(kinds))
+                .order_by(t.c.next_run_at, t.c.id)
+                .limit(50)
+            ).all()
+            for row in rows:
+                job = Job.from_row(row)
+                if job.queue and job.queue in busy_queues:
+                    continue
+                conn.execute(
+                    update(t)
+                    .where(t.c.id == job.id)
+                    .values(state=RUNNING, attempts=job.attempts + 1, updated_at=now)
+                )
+                return Job.from_row(conn.execute(select(t).where(t.c.id == job.id)).first())
+        return None
+
+    def _set(self, job_id: int, **values: Any) -> None:
+        t = schema.jobs
+        with write_transaction(self.engine) as conn:
+            conn.execute(update(t).where(t.c.id == job_id).values(updated_at=time.time(), **values))
+
+    def progress(self, job_id: int, text: str) -> None:
+        self._set(job_id, progress=text)
+
+    def done(self, job_id: int) -> None:
+        self._set(job_id, state=DONE, last_error="")
+
+    def failed(self, job: Job, error: str, permanent: bool) -> str:
+        """Record a failure; returns the new state (queued for a retry, or failed)."""
+        if permanent or job.attempts >= job.max_attempts:
+            self._set(job.id, state=FAILED, last_error=error)
+            return FAILED
+        delay = min(job.retry_delay_s * (2 ** (job.attempts - 1)), MAX_BACKOFF_S)
+        self._set(job.id, state=QUEUED, last_error=error, next_run_at=time.time() + delay)
+        return QUEUED
+
+    def retry(self, job_id: int) -> bool:
+        """An operator's retry: a failed or cancelled job runs again now, attempts reset."""
+        t = schema.jobs
+        with write_transaction(self.engine) as conn:
+            result = conn.execute(
+                update(t)
+                .where(t.c.id == job_id, t.c.state.in_((FAILED, CANCELLED)))
+                .values(state=QUEUED, attempts=0, next_run_at=time.time(), updated_at=time.time())
+            )
+            return bool(result.rowcount)
+
+    def cancel(self, job_id: int) -> bool:
+        t = schema.jobs
+        with write_transaction(self.engine) as conn:
+            result = conn.execute(
+                update(t)
+                .where(t.c.id == job_id, t.c.state == QUEUED)
+                .values(state=CANCELLED, updated_at=time.time())
+            )
+            return bool(result.rowcount)
+
+
+class JobRunner:
+    """Runs due jobs on a few threads of the supervisor."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        handlers: dict[str, JobHandler],
+        bus: EventBus,
+        threads: int = 2,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.queue = queue
+        self.handlers = handlers
+        self.bus = bus
+        self.threads = threads
+        self.poll_s = poll_s
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if not self.handlers:
+            return
+        for n in range(self.threads):
+            t = threading.Thread(target=self._loop, name=f"jobs-{n}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        self.wake()
+        for t in self._workers:
+            t.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                busy = set(self._busy)
+            job = self.queue.claim(set(self.handlers), busy)
+            if job is None:
+                with self._wake:
+                    self._wake.wait(self.poll_s)
+                continue
+            with self._lock:
+                if job.queue:
+                    self._busy.add(job.queue)
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._busy.discard(job.queue)
+
+    def _run(self, job: Job) -> None:
+        self.bus.publish("job.started", job=job.id, kind=job.kind, attempt=job.attempts)
+
+        def report(text: str) -> None:
+            self.queue.progress(job.id, text)
+            self.bus.publish("job.progress", job=job.id, kind=job.kind, progress=text)
+
+        try:
+            self.handlers[job.kind](job, report)
+        except Exception as exc:
+            # An unexpected error (a full disk, a bug) is retried like a transient one: the
+            # job stays visible with its error, and an operator can cancel it.
+            permanent = isinstance(exc, PermanentJobError)
+            if not isinstance(exc, TransientJobError | PermanentJobError):
+                log.exception("job %s (%s) crashed", job.id, job.kind)
+            state = self.queue.failed(job, f"{type(exc).__name__}: {exc}", permanent)
+            topic = "job.failed" if state == FAILED else "job.retrying"
+            log.warning(
+                "job %s (%s) attempt %d: %s -> %s", job.id, job.kind, job.attempts, exc, state
+            )
+            self.bus.publish(topic, job=job.id, kind=job.kind, error=str(exc), attempt=job.attempts)
+            return
+        self.queue.done(job.id)
+        self.bus.publish("job.done", job=job.id, kind=job.kind)

@@ -1,0 +1,395 @@
+"""One association, as acceptor: negotiation, then the DIMSE message loop.
+
+Runs on its own thread inside a network worker. Reads are blocking with timeouts (ACSE
+while negotiating, network while idle between messages, DIMSE inside a message), so no
+loop ever polls or sleeps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pynetdicom.pdu import A_ASSOCIATE_AC as AcPdu
+from pynetdicom.pdu import A_ASSOCIATE_RJ as RjPdu
+from pynetdicom.pdu import A_ASSOCIATE_RQ as RqPdu
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    AsynchronousOperationsWindowNegotiation,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+    SCP_SCU_RoleSelectionNegotiation,
+)
+from pynetdicom.presentation import negotiate_as_acceptor
+
+from dicombox.core.config import NetworkSection
+from dicombox.core.net import commands, pdu
+from dicombox.core.net.policy import (
+    ACSE_PROTOCOL_VERSION_NOT_SUPPORTED,
+    REJECTED_PERMANENT,
+    SOURCE_PROVIDER_ACSE,
+    AssociationPolicy,
+    Rejection,
+)
+from dicombox.core.net.registry import Offer, ServiceRegistry
+from dicombox.core.net.service import (
+    AcceptedContext,
+    DatasetSink,
+    MemorySink,
+    Peer,
+    Reply,
+    Request,
+)
+
+log = logging.getLogger("dicombox.association")
+_ids = itertools.count(1)
+
+# Statuses the host answers itself (PS3.7 Annex C)
+STATUS_UNRECOGNIZED_OPERATION = 0x0211
+STATUS_PROCESSING_FAILURE = 0x0110
+STATUS_OUT_OF_RESOURCES = 0xA700
+
+EventSink = Callable[..., None]  # publish(topic, **fields)
+
+
+@dataclass
+class _Message:
+    """A request being received: its command, then (maybe) its data set."""
+
+    context: AcceptedContext
+    command: commands.Command | None = None
+    sink: DatasetSink | None = None
+    command_bytes: bytearray | None = None
+
+
+class AssociationAcceptor:
+    def __init__(
+        self,
+        sock: socket.socket,
+        address: tuple[Any, ...],
+        registry: ServiceRegistry,
+        policy: AssociationPolicy,
+        network: NetworkSection,
+        publish: EventSink,
+        over_limit: Rejection | None = None,
+    ) -> None:
+        self.io = pdu.PduSocket(sock)
+        self.address = address
+        self.registry = registry
+        self.policy = policy
+        self.network = network
+        self.publish = publish
+        self.over_limit = over_limit  # set when no association slot was free
+        self.id = f"{os.getpid()}-{next(_ids)}"
+        self.peer: Peer | None = None
+        self.contexts: dict[int, AcceptedContext] = {}
+        self.offers: dict[str, Offer] = {}
+        self._message: _Message | None = None
+        self.messages = 0
+
+    # ---------------------------------------------------------------- lifecycle
+    def run(self) -> None:
+        started = time.monotonic()
+        outcome = "aborted"
+        try:
+            if self._negotiate():
+                outcome = self._serve()
+            else:
+                outcome = "rejected"
+        except pdu.ProtocolError as exc:
+            log.warning("association %s from %s: %s; aborting", self.id, self._who(), exc)
+            self._send_quietly(pdu.abort(pdu.ABORT_SOURCE_PROVIDER, exc.reason))
+        except pdu.PeerClosed as exc:
+            log.warning("association %s from %s: peer went away (%s)", self.id, self._who(), exc)
+        except TimeoutError:
+            log.warning("association %s from %s: timed out; aborting", self.id, self._who())
+            self._send_quietly(pdu.abort())
+        except OSError as exc:
+            log.warning("association %s from %s: network error: %s", self.id, self._who(), exc)
+        finally:
+            if self._message is not None and self._message.sink is not None:
+                self._message.sink.discard()  # an incomplete data set leaves nothing behind
+            self.io.close()
+        if outcome != "rejected":
+            self.publish(
+                "association.ended",
+                association=self.id,
+                outcome=outcome,
+                messages=self.messages,
+                seconds=round(time.monotonic() - started, 3),
+                **self._peer_fields(),
+            )
+
+    def _who(self) -> str:
+        host = f"{self.address[0]}:{self.address[1]}"
+        return f"{self.peer.calling_ae}@{host}" if self.peer else host
+
+    def _peer_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"peer_host": self.address[0], "peer_port": self.address[1]}
+        if self.peer:
+            fields.update(calling_ae=self.peer.calling_ae, called_ae=self.peer.called_ae)
+        return fields
+
+    def _send_quietly(self, data: bytes) -> None:
+        try:
+            self.io.send(data)
+        except OSError:
+            pass
+
+    # -------------------------------------------------------------- negotiation
+    def _negotiate(self) -> bool:
+        self.io.settimeout(self.network.acse_timeout_s)
+        pdu_type, length = self.io.read_pdu_header()
+        if pdu_type != pdu.A_ASSOCIATE_RQ:
+            raise pdu.ProtocolError(f"expected A-ASSOCIATE-RQ, got {pdu.PDU_NAMES[pdu_type]}")
+        body = self.io.read_small_pdu_body(pdu_type, length)
+        rq_pdu = RqPdu()
+        try:
+            rq_pdu.decode(bytes([pdu_type, 0]) + length.to_bytes(4, "big") + body)
+            rq = rq_pdu.to_primitive()
+        except Exception as exc:  # pynetdicom raises assorted errors on malformed items
+            raise pdu.ProtocolError(
+                f"malformed A-ASSOCIATE-RQ ({exc})", pdu.REASON_INVALID_PARAMETER
+            ) from None
+        calling, called = str(rq.calling_ae_title).strip(), str(rq.called_ae_title).strip()
+        user_info = {type(item): item for item in rq.user_information}
+        max_length = user_info.get(MaximumLengthNotification)
+        impl_uid = user_info.get(ImplementationClassUIDNotification)
+        impl_version = user_info.get(ImplementationVersionNameNotification)
+        self.peer = Peer(
+            calling_ae=calling,
+            called_ae=called,
+            address=str(self.address[0]),
+            port=int(self.address[1]),
+            max_pdu=int(max_length.maximum_length_received or 0) if max_length else 0,
+            implementation_class_uid=str(getattr(impl_uid, "implementation_class_uid", "")),
+            implementation_version=str(
+                getattr(impl_version, "implementation_version_name", "") or ""
+            ),
+            association_id=self.id,
+        )
+        rejection = self._rejection(rq_pdu, rq)
+        if rejection is not None:
+            self._reject(rq, rejection)
+            return False
+        roles = {
+            str(item.sop_class_uid): (item.scu_role, item.scp_role)
+            for item in rq.user_information
+            if isinstance(item, SCP_SCU_RoleSelectionNegotiation)
+        }
+        proposed = rq.presentation_context_definition_list
+        supported, self.offers = self.registry.acceptor_contexts(called, proposed)
+        results, role_replies = negotiate_as_acceptor(proposed, supported, roles or None)
+        for cx in results:
+            if cx.result == 0:
+                self.contexts[int(cx.context_id)] = AcceptedContext(
+                    int(cx.context_id), str(cx.abstract_syntax), str(cx.transfer_syntax[0])
+                )
+        self._accept(
+            rq, results, role_replies, AsynchronousOperationsWindowNegotiation in user_info
+        )
+        self.publish(
+            "association.accepted",
+            association=self.id,
+            accepted=len(self.contexts),
+            proposed=len(proposed),
+            **self._peer_fields(),
+        )
+        return True
+
+    def _rejection(self, rq_pdu: RqPdu, rq: A_ASSOCIATE) -> Rejection | None:
+        if not rq_pdu.protocol_version & 1:
+            return Rejection(
+                REJECTED_PERMANENT,
+                SOURCE_PROVIDER_ACSE,
+                ACSE_PROTOCOL_VERSION_NOT_SUPPORTED,
+                f"protocol version {rq_pdu.protocol_version} is not 1",
+            )
+        assert self.peer is not None
+        found = self.policy.check(
+            self.peer.calling_ae,
+            self.peer.called_ae,
+            self.peer.address,
+            str(rq.application_context_name),
+        )
+        return found or self.over_limit
+
+    def _reject(self, rq: A_ASSOCIATE, rejection: Rejection) -> None:
+        primitive = A_ASSOCIATE()
+        primitive.result = rejection.result
+        primitive.result_source = rejection.source
+        primitive.diagnostic = rejection.reason
+        rj = RjPdu()
+        rj.from_primitive(primitive)
+        self.io.send(rj.encode())
+        log.warning("association from %s rejected: %s", self._who(), rejection.why)
+        self.publish(
+            "association.rejected",
+            association=self.id,
+            reason=rejection.why,
+            result=rejection.result,
+            source=rejection.source,
+            diagnostic=rejection.reason,
+            **self._peer_fields(),
+        )
+        # Give the peer the chance to close first (PS3.8 state Sta13), then drop.
+        self.io.settimeout(1.0)
+        try:
+            self.io.read_exact(1)
+        except (OSError, pdu.PeerClosed):
+            pass
+
+    def _accept(
+        self, rq: A_ASSOCIATE, results: list[Any], roles: list[Any], async_ops: bool
+    ) -> None:
+        primitive = A_ASSOCIATE()
+        primitive.application_context_name = rq.application_context_name
+        primitive.calling_ae_title = rq.calling_ae_title
+        primitive.called_ae_title = rq.called_ae_title
+        primitive.result = 0x00
+        primitive.result_source = 0x01
+        primitive.presentation_context_definition_results_list = results
+        max_length = MaximumLengthNotification()
+        max_length.maximum_length_received = self.network.max_pdu
+        impl_uid = ImplementationClassUIDNotification()
+        impl_uid.implementation_class_uid = self.network.implementation_class_uid
+        impl_version = ImplementationVersionNameNotification()
+        impl_version.implementation_version_name = self.network.implementation_version
+        user_info: list[Any] = [max_length, impl_uid, impl_version, *roles]
+        if async_ops:  # we perform one operation at a time and say so (PS3.7 D.3.3.3)
+            window = AsynchronousOperationsWindowNegotiation()
+            window.maximum_number_operations_invoked = 1
+            window.maximum_number_operations_performed = 1
+            user_info.append(window)
+        primitive.user_information = user_info
+        ac = AcPdu()
+        ac.from_primitive(primitive)
+        self.io.send(ac.encode())
+
+    # ------------------------------------------------------------- message loop
+    def _serve(self) -> str:
+        while True:
+            self.io.settimeout(
+                self.network.dimse_timeout_s if self._message else self.network.network_timeout_s
+            )
+            pdu_type, length = self.io.read_pdu_header()
+            if pdu_type == pdu.P_DATA_TF:
+                self.io.read_p_data(
+                    length, self._on_pdv, self._on_chunk, self._on_pdv_end, self.network.max_pdu
+                )
+            elif pdu_type == pdu.A_RELEASE_RQ:
+                self.io.read_small_pdu_body(pdu_type, length)
+                if self._message is not None:
+                    log.warning("association %s released in the middle of a message", self.id)
+                self.io.send(pdu.release_rp())
+                return "released"
+            elif pdu_type == pdu.A_ABORT:
+                self.io.read_small_pdu_body(pdu_type, length)
+                log.info("association %s aborted by %s", self.id, self._who())
+                return "aborted"
+            else:
+                raise pdu.ProtocolError(f"unexpected {pdu.PDU_NAMES[pdu_type]} in an association")
+
+    def _on_pdv(self, pdv: pdu.PdvHeader, length: int) -> None:
+        context = self.contexts.get(pdv.context_id)
+        if context is None:
+            raise pdu.ProtocolError(
+                f"PDV on presentation context {pdv.context_id}, which was not accepted",
+                pdu.REASON_INVALID_PARAMETER,
+            )
+        message = self._message
+        if pdv.is_command:
+            if message is None:
+                message = self._message = _Message(context, command_bytes=bytearray())
+            elif message.command is not None:
+                raise pdu.ProtocolError("a command fragment arrived where a data set was due")
+        elif message is None or message.command is None:
+            raise pdu.ProtocolError("a data set fragment arrived with no command before it")
+        if message.context.context_id != pdv.context_id:
+            raise pdu.ProtocolError("a message switched presentation context mid-way")
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        message = self._message
+        assert message is not None
+        if message.command is None:
+            assert message.command_bytes is not None
+            message.command_bytes += chunk
+            if len(message.command_bytes) > 1 << 20:
+                raise pdu.ProtocolError(
+                    "command set larger than 1 MiB", pdu.REASON_INVALID_PARAMETER
+                )
+        else:
+            assert message.sink is not None
+            message.sink.write(chunk)
+
+    def _on_pdv_end(self, pdv: pdu.PdvHeader) -> None:
+        message = self._message
+        assert message is not None
+        if not pdv.is_last:
+            return
+        if message.command is None:
+            assert message.command_bytes is not None
+            try:
+                message.command = commands.decode_command(bytes(message.command_bytes))
+            except commands.CommandError as exc:
+                raise pdu.ProtocolError(f"bad command set: {exc}") from None
+            if message.command.has_dataset:
+                message.sink = self._open_sink(message)
+                return
+        elif message.sink is not None:
+            message.sink.close()
+        self._message = None
+        self._dispatch(message)
+
+    def _open_sink(self, message: _Message) -> DatasetSink:
+        assert message.command is not None and self.peer is not None
+        offer = self.offers.get(message.context.abstract_syntax)
+        factory = offer.service.sinks.get(message.command.field) if offer else None
+        if factory is None:
+            return MemorySink()
+        return factory(Request(message.command, message.context, self.peer))
+
+    def _dispatch(self, message: _Message) -> None:
+        command = message.command
+        assert command is not None and self.peer is not None
+        self.messages += 1
+        if command.field == commands.C_CANCEL_RQ:
+            return  # nothing is in progress between messages: a late cancel needs no answer
+        if command.field & 0x8000:
+            log.info("association %s: unsolicited %s ignored", self.id, command.name)
+            return
+        offer = self.offers.get(message.context.abstract_syntax)
+        handler = offer.service.handlers.get(command.field) if offer else None
+        if handler is None:
+            self._respond(message.context, command, Reply(STATUS_UNRECOGNIZED_OPERATION))
+            return
+        request = Request(command, message.context, self.peer, message.sink)
+        try:
+            for reply in handler(request):
+                self._respond(message.context, command, reply)
+        except (OSError, pdu.ProtocolError, pdu.PeerClosed):
+            raise
+        except Exception as exc:
+            log.exception("association %s: %s handler failed", self.id, command.name)
+            self._respond(
+                message.context,
+                command,
+                Reply(STATUS_PROCESSING_FAILURE, fields={"ErrorComment": str(exc)[:64]}),
+            )
+
+    def _respond(self, context: AcceptedContext, request: commands.Command, reply: Reply) -> None:
+        assert self.peer is not None
+        fields = dict(reply.fields)
+        fields["CommandDataSetType"] = 0x0000 if reply.dataset is not None else commands.NO_DATASET
+        command = commands.response_for(request, reply.status, **fields)
+        out = pdu.p_data_pdus(context.context_id, command, True, self.peer.max_pdu)
+        if reply.dataset is not None:
+            out += pdu.p_data_pdus(context.context_id, reply.dataset, False, self.peer.max_pdu)
+        self.io.send(b"".join(out))

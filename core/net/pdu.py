@@ -1,0 +1,178 @@
+"""Reading and writing the upper-layer PDUs on a socket (PS3.8 §9.3).
+
+P-DATA-TF is read item by item and each PDV's value is handed on in bounded chunks, so a
+multi-gigabyte data set passes through with constant memory. Association PDUs are small
+and go through pynetdicom's codec.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+A_ASSOCIATE_RQ = 0x01
+A_ASSOCIATE_AC = 0x02
+A_ASSOCIATE_RJ = 0x03
+P_DATA_TF = 0x04
+A_RELEASE_RQ = 0x05
+A_RELEASE_RP = 0x06
+A_ABORT = 0x07
+PDU_NAMES = {
+    A_ASSOCIATE_RQ: "A-ASSOCIATE-RQ",
+    A_ASSOCIATE_AC: "A-ASSOCIATE-AC",
+    A_ASSOCIATE_RJ: "A-ASSOCIATE-RJ",
+    P_DATA_TF: "P-DATA-TF",
+    A_RELEASE_RQ: "A-RELEASE-RQ",
+    A_RELEASE_RP: "A-RELEASE-RP",
+    A_ABORT: "A-ABORT",
+}
+
+# Association PDUs are a few kB; anything far larger is a bogus length, not a request.
+MAX_ASSOCIATION_PDU = 1 << 20
+CHUNK = 1 << 18  # how much of a PDV value is read before it is handed on
+
+# A-ABORT sources and reasons (PS3.8 §9.3.8)
+ABORT_SOURCE_USER = 0
+ABORT_SOURCE_PROVIDER = 2
+REASON_NOT_SPECIFIED = 0
+REASON_UNRECOGNIZED_PDU = 1
+REASON_UNEXPECTED_PDU = 2
+REASON_UNRECOGNIZED_PARAMETER = 4
+REASON_INVALID_PARAMETER = 6
+
+
+class ProtocolError(Exception):
+    """The peer broke the upper-layer protocol; the association is aborted with ``reason``."""
+
+    def __init__(self, message: str, reason: int = REASON_UNEXPECTED_PDU) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PeerClosed(Exception):
+    """The peer closed the TCP connection."""
+
+
+@dataclass(frozen=True)
+class PdvHeader:
+    context_id: int
+    is_command: bool
+    is_last: bool
+
+
+class PduSocket:
+    """A connected socket that speaks PDUs, with buffered reads."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._rfile = sock.makefile("rb", buffering=CHUNK)
+
+    def settimeout(self, seconds: float | None) -> None:
+        self.sock.settimeout(seconds)
+
+    def read_exact(self, n: int) -> bytes:
+        data = self._rfile.read(n)
+        if data is None or len(data) < n:
+            raise PeerClosed(f"connection closed after {len(data or b'')} of {n} bytes")
+        return data
+
+    def read_pdu_header(self) -> tuple[int, int]:
+        head = self.read_exact(6)
+        pdu_type, _, length = struct.unpack(">BBI", head)
+        if pdu_type not in PDU_NAMES:
+            raise ProtocolError(f"unrecognised PDU type 0x{pdu_type:02X}", REASON_UNRECOGNIZED_PDU)
+        return pdu_type, length
+
+    def read_small_pdu_body(self, pdu_type: int, length: int) -> bytes:
+        if length > MAX_ASSOCIATION_PDU:
+            raise ProtocolError(
+                f"{PDU_NAMES[pdu_type]} claims {length} bytes", REASON_INVALID_PARAMETER
+            )
+        return self.read_exact(length)
+
+    def read_p_data(
+        self,
+        length: int,
+        on_pdv: Callable[[PdvHeader, int], None],
+        on_chunk: Callable[[bytes], None],
+        on_pdv_end: Callable[[PdvHeader], None],
+        max_length: int = 0,
+    ) -> None:
+        """Walk one P-DATA-TF body of ``length`` bytes: ``on_pdv`` opens each PDV (header and
+        value length), ``on_chunk`` takes its value in pieces of at most CHUNK bytes and
+        ``on_pdv_end`` closes it."""
+        if max_length and length > max_length + 6:  # a PDV item header per PDU is allowed
+            raise ProtocolError(
+                f"P-DATA-TF of {length} bytes exceeds our maximum PDU of {max_length}",
+                REASON_INVALID_PARAMETER,
+            )
+        remaining = length
+        while remaining > 0:
+            if remaining < 6:
+                raise ProtocolError("P-DATA-TF ends inside a PDV item", REASON_INVALID_PARAMETER)
+            item_length, context_id, control = struct.unpack(">IBB", self.read_exact(6))
+            value_length = item_length - 2
+            if item_length < 2 or value_length > remaining - 6:
+                raise ProtocolError(
+                    f"PDV item of {item_length} bytes in a PDU with {remaining - 4} left",
+                    REASON_INVALID_PARAMETER,
+                )
+            pdv = PdvHeader(context_id, bool(control & 1), bool(control & 2))
+            on_pdv(pdv, value_length)
+            left = value_length
+            while left > 0:
+                piece = self.read_exact(min(left, CHUNK))
+                on_chunk(piece)
+                left -= len(piece)
+            on_pdv_end(pdv)
+            remaining -= 6 + value_length
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        try:
+            self._rfile.close()
+        finally:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.sock.close()
+
+
+def p_data_pdus(
+    context_id: int, payload: bytes | memoryview, is_command: bool, peer_max_pdu: int
+) -> list[bytes]:
+    """Split a command or data set into P-DATA-TF PDUs of one PDV each, within the peer's
+    maximum PDU length (0 = unlimited)."""
+    room = (peer_max_pdu - 6) if peer_max_pdu else max(len(payload), 1)
+    room = max(room, 1)
+    view = memoryview(payload)
+    pdus = []
+    start = 0
+    while True:
+        piece = view[start : start + room]
+        start += len(piece)
+        last = start >= len(view)
+        control = (1 if is_command else 0) | (2 if last else 0)
+        header = struct.pack(
+            ">BBIIBB", P_DATA_TF, 0, len(piece) + 6, len(piece) + 2, context_id, control
+        )
+        pdus.append(header + bytes(piece))
+        if last:
+            return pdus
+
+
+def release_rq() -> bytes:
+    return struct.pack(">BBII", A_RELEASE_RQ, 0, 4, 0)
+
+
+def release_rp() -> bytes:
+    return struct.pack(">BBII", A_RELEASE_RP, 0, 4, 0)
+
+
+def abort(source: int = ABORT_SOURCE_PROVIDER, reason: int = REASON_NOT_SPECIFIED) -> bytes:
+    return struct.pack(">BBIBBBB", A_ABORT, 0, 4, 0, 0, source, reason)

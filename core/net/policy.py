@@ -1,0 +1,127 @@
+"""Who may associate with the box, and how many at once.
+
+The limit on simultaneous associations holds across every network worker process: each
+association takes one of ``max_associations`` slot files with a non-blocking ``flock``.
+The kernel drops the lock when the holder exits, so a worker that dies frees its slots.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicombox.core.config import Config
+
+# A-ASSOCIATE-RJ values (PS3.8 §9.3.4)
+REJECTED_PERMANENT = 1
+REJECTED_TRANSIENT = 2
+SOURCE_SERVICE_USER = 1
+SOURCE_PROVIDER_ACSE = 2
+SOURCE_PROVIDER_PRESENTATION = 3
+USER_NO_REASON = 1
+USER_APPLICATION_CONTEXT_NOT_SUPPORTED = 2
+USER_CALLING_AE_NOT_RECOGNIZED = 3
+USER_CALLED_AE_NOT_RECOGNIZED = 7
+ACSE_PROTOCOL_VERSION_NOT_SUPPORTED = 2
+PRESENTATION_LOCAL_LIMIT_EXCEEDED = 2
+
+DICOM_APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    result: int
+    source: int
+    reason: int
+    why: str
+
+
+class AssociationPolicy:
+    """Decides whether an A-ASSOCIATE-RQ may proceed, by AE titles and peer address."""
+
+    def __init__(self, config: Config, local_titles: set[str]) -> None:
+        self.config = config
+        self.local_titles = local_titles
+
+    def check(
+        self, calling_ae: str, called_ae: str, peer_host: str, application_context: str
+    ) -> Rejection | None:
+        if application_context != DICOM_APPLICATION_CONTEXT:
+            return Rejection(
+                REJECTED_PERMANENT,
+                SOURCE_SERVICE_USER,
+                USER_APPLICATION_CONTEXT_NOT_SUPPORTED,
+                f"application context {application_context} is not DICOM's",
+            )
+        net = self.config.network
+        if not net.accept_any_called_ae and called_ae not in self.local_titles:
+            return Rejection(
+                REJECTED_PERMANENT,
+                SOURCE_SERVICE_USER,
+                USER_CALLED_AE_NOT_RECOGNIZED,
+                f"called AE {called_ae!r} is none of ours ({', '.join(sorted(self.local_titles))})",
+            )
+        if not net.accept_unknown_callers:
+            known = self.config.remote_by_ae(calling_ae)
+            if not known:
+                return Rejection(
+                    REJECTED_PERMANENT,
+                    SOURCE_SERVICE_USER,
+                    USER_CALLING_AE_NOT_RECOGNIZED,
+                    f"calling AE {calling_ae!r} is not a configured [[remote]]",
+                )
+            if net.check_caller_host and not any(_same_host(r.host, peer_host) for r in known):
+                return Rejection(
+                    REJECTED_PERMANENT,
+                    SOURCE_SERVICE_USER,
+                    USER_CALLING_AE_NOT_RECOGNIZED,
+                    f"calling AE {calling_ae!r} came from {peer_host}, "
+                    f"configured for {', '.join(r.host for r in known)}",
+                )
+        return None
+
+
+def _same_host(configured: str, actual: str) -> bool:
+    import socket
+
+    actual = actual.removeprefix("::ffff:")
+    if configured == actual:
+        return True
+    try:
+        infos = socket.getaddrinfo(configured, None)
+    except OSError:
+        return False
+    return any(info[4][0].removeprefix("::ffff:") == actual for info in infos)
+
+
+class AssociationSlots:
+    """A box-wide limit on simultaneous associations, shared by worker processes."""
+
+    def __init__(self, directory: Path, count: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.paths = [directory / f"slot-{i:03d}" for i in range(count)]
+
+    def acquire(self) -> int | None:
+        """Take a free slot and return its file descriptor, or None when all are taken."""
+        for path in self.paths:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                os.close(fd)
+        return None
+
+    @staticmethod
+    def release(fd: int) -> None:
+        os.close(fd)  # closing the descriptor drops the lock
+
+    def limit_rejection(self) -> Rejection:
+        return Rejection(
+            REJECTED_TRANSIENT,
+            SOURCE_PROVIDER_PRESENTATION,
+            PRESENTATION_LOCAL_LIMIT_EXCEEDED,
+            f"all {len(self.paths)} association slots are in use",
+        )

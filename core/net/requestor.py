@@ -1,0 +1,54 @@
+"""The box as association requestor (SCU): pynetdicom AEs carrying the box's identity,
+timeouts and PDU size, and the resolution of a destination from the CLI or a rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pynetdicom import AE
+
+from dicombox.core.config import Config
+
+
+@dataclass(frozen=True)
+class Destination:
+    ae_title: str
+    host: str
+    port: int
+    name: str = ""  # the [[remote]] name, when it is one
+
+    def __str__(self) -> str:
+        label = f"{self.name}: " if self.name else ""
+        return f"{label}{self.ae_title}@{self.host}:{self.port}"
+
+
+class UnknownDestination(ValueError):
+    pass
+
+
+def resolve(
+    config: Config, target: str, port: int | None = None, ae_title: str = "ANY-SCP"
+) -> Destination:
+    """``target`` is a [[remote]] name, or a host name used with ``port``."""
+    remote = config.remote_named(target)
+    if remote is not None and port is None:
+        return Destination(remote.ae_title, remote.host, remote.port, remote.name)
+    if port is None:
+        known = ", ".join(r.name for r in config.remote) or "(none configured)"
+        raise UnknownDestination(
+            f"{target!r} is no [[remote]] name (known: {known}); "
+            f"give HOST PORT to reach an unconfigured peer"
+        )
+    return Destination(ae_title, target, port)
+
+
+def requestor_ae(config: Config, ae_title: str | None = None) -> AE:
+    net = config.network
+    ae = AE(ae_title=ae_title or config.box.ae_title)
+    ae.implementation_class_uid = net.implementation_class_uid
+    ae.implementation_version_name = net.implementation_version
+    ae.maximum_pdu_size = net.send_max_pdu
+    ae.acse_timeout = net.acse_timeout_s
+    ae.dimse_timeout = net.dimse_timeout_s
+    ae.network_timeout = net.network_timeout_s
+    return ae

@@ -1,0 +1,136 @@
+"""The accept loop of one network worker, and the listening socket the workers share.
+
+Every worker process waits on the same listening socket; whichever wakes first takes the
+connection, so associations spread over the workers and every core can ingest. Each
+association then runs on its own thread in that worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import threading
+from collections.abc import Callable
+
+from dicombox.core.config import NetworkSection
+from dicombox.core.net.association import AssociationAcceptor, EventSink
+from dicombox.core.net.policy import AssociationPolicy, AssociationSlots
+from dicombox.core.net.registry import ServiceRegistry
+
+log = logging.getLogger("dicombox.server")
+
+
+def make_listener(bind: str, port: int) -> socket.socket:
+    """A listening TCP socket; ``*`` means every IPv6 and IPv4 address (dual stack)."""
+    if bind == "*":
+        try:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            address: tuple = ("::", port)
+        except OSError:  # a kernel without IPv6
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = ("0.0.0.0", port)
+    else:
+        family, _, _, _, address = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+class AssociationServer:
+    def __init__(
+        self,
+        listener: socket.socket,
+        registry: ServiceRegistry,
+        policy: AssociationPolicy,
+        network: NetworkSection,
+        slots: AssociationSlots,
+        publish: EventSink,
+    ) -> None:
+        self.listener = listener
+        self.listener.setblocking(False)
+        self.registry = registry
+        self.policy = policy
+        self.network = network
+        self.slots = slots
+        self.publish = publish
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopping = False
+
+    def serve_forever(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.listener, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopping:
+                for key, _ in sel.select():
+                    if key.fd == self._wake_r:
+                        return
+                    self._accept_one()
+
+    def _accept_one(self) -> None:
+        try:
+            conn, address = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another worker took it
+        except OSError as exc:
+            log.error("accept failed: %s", exc)
+            return
+        conn.setblocking(True)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        thread = threading.Thread(
+            target=self._run,
+            args=(conn, address),
+            daemon=True,
+            name=f"assoc-{address[0]}:{address[1]}",
+        )
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _run(self, conn: socket.socket, address: tuple) -> None:
+        slot = self.slots.acquire()
+        try:
+            acceptor = AssociationAcceptor(
+                conn,
+                address,
+                self.registry,
+                self.policy,
+                self.network,
+                self.publish,
+                over_limit=None if slot is not None else self.slots.limit_rejection(),
+            )
+            acceptor.run()
+        except Exception:
+            log.exception("association from %s crashed", address)
+        finally:
+            if slot is not None:
+                self.slots.release(slot)
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return len(self._threads)
+
+    def stop(self) -> None:
+        """Stop accepting; associations in flight carry on (see ``drain``)."""
+        self._stopping = True
+        os.write(self._wake_w, b"x")
+
+    def drain(self, timeout: float, on_wait: Callable[[int], None] | None = None) -> int:
+        """Wait for in-flight associations to finish; returns how many were still open."""
+        with self._lock:
+            threads = list(self._threads)
+        if threads and on_wait:
+            on_wait(len(threads))
+        for t in threads:
+            t.join(timeout / max(1, len(threads)))
+        return self.active

@@ -1,0 +1,222 @@
+"""The durable store: DICOM Part 10 files written safely, at paths derived from UIDs.
+
+A received data set is streamed into a temporary file under ``tmp/`` (preamble and file
+meta first, then the bytes exactly as received), fsynced, and renamed into
+``studies/<study>/<series>/<instance>.dcm``; the directory is fsynced too, so an
+acknowledged instance survives a power cut. Patient text never reaches a path.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+DuplicatePolicy = Literal["keep-first", "replace", "keep-both", "reject"]
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+class StoreFull(Exception):
+    """The data volume is below its reserve (or ran out of space while writing)."""
+
+
+def uid_path_part(uid: str) -> str:
+    """A path component from a UID; non-conformant UIDs are hashed, never trusted."""
+    if _UID.match(uid) and len(uid) <= 64:
+        return uid
+    return "x" + hashlib.sha1(uid.encode("utf-8", "replace")).hexdigest()
+
+
+def _element(tag: int, vr: bytes, value: bytes) -> bytes:
+    group, elem = tag >> 16, tag & 0xFFFF
+    if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+        return struct.pack("<HH2sHI", group, elem, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+
+def _text(value: str, pad: bytes) -> bytes:
+    raw = value.encode("ascii", "replace")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def file_meta(
+    sop_class: str,
+    sop_instance: str,
+    transfer_syntax: str,
+    source_ae: str,
+    implementation_uid: str,
+    implementation_version: str,
+) -> bytes:
+    """Preamble, 'DICM' and the File Meta Information group (PS3.10 §7.1)."""
+    body = b"".join(
+        (
+            _element(0x00020001, b"OB", b"\x00\x01"),
+            _element(0x00020002, b"UI", _text(sop_class, b"\x00")),
+            _element(0x00020003, b"UI", _text(sop_instance, b"\x00")),
+            _element(0x00020010, b"UI", _text(transfer_syntax, b"\x00")),
+            _element(0x00020012, b"UI", _text(implementation_uid, b"\x00")),
+            _element(0x00020013, b"SH", _text(implementation_version, b" ")),
+            _element(0x00020016, b"AE", _text(source_ae, b" ")) if source_ae else b"",
+        )
+    )
+    length = _element(0x00020000, b"UL", struct.pack("<I", len(body)))
+    return b"\x00" * 128 + b"DICM" + length + body
+
+
+class IncomingFile:
+    """A data set arriving into a temporary file; the DatasetSink of C-STORE."""
+
+    def __init__(self, path: Path, header: bytes) -> None:
+        self.path = path
+        self.header_length = len(header)
+        self.size = 0
+        self.full = False
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        self._write(header)
+
+    def _write(self, data: bytes) -> None:
+        if self.full or self._fd is None:
+            return  # keep draining the network; the answer will be A700
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.full = True
+            self._truncate()
+
+    def _truncate(self) -> None:
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)  # give the space back at once
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._write(chunk)
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if not self.full:
+                os.fsync(self._fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.full = True
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def discard(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Placed:
+    relpath: str  # relative to the store root
+    duplicate: bool  # an instance with this SOP Instance UID was already stored
+    kept: bool  # the new file is what is now stored
+
+
+class InstanceStore:
+    def __init__(self, root: Path, reserve_bytes: int) -> None:
+        self.root = root
+        self.reserve_bytes = reserve_bytes
+        self.tmp = root / "tmp"
+        self.studies = root / "studies"
+        for d in (self.tmp, self.studies):
+            d.mkdir(parents=True, exist_ok=True)
+        self._counter = 0
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def has_room(self) -> bool:
+        return self.free_bytes() > self.reserve_bytes
+
+    def begin(self, header: bytes) -> IncomingFile:
+        if not self.has_room():
+            raise StoreFull(f"free space is below the {self.reserve_bytes >> 20} MB reserve")
+        self._counter += 1
+        name = f"{os.getpid()}-{id(self)}-{self._counter}.part"
+        return IncomingFile(self.tmp / name, header)
+
+    def relpath_for(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        parts = (uid_path_part(study_uid), uid_path_part(series_uid))
+        return "/".join(("studies", *parts, uid_path_part(sop_uid) + ".dcm"))
+
+    def place(
+        self,
+        incoming: IncomingFile,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str,
+        policy: DuplicatePolicy,
+    ) -> Placed:
+        """Move a complete, fsynced file to its final place under the duplicate policy."""
+        relpath = self.relpath_for(study_uid, series_uid, sop_uid)
+        target = self.root / relpath
+        directory = target.parent
+        if not directory.is_dir():
+            _make_dirs_durably(directory)
+        if not target.exists():
+            os.rename(incoming.path, target)
+            _fsync_dir(directory)
+            return Placed(relpath, duplicate=False, kept=True)
+        if policy in ("keep-first", "reject"):
+            incoming.discard()
+            return Placed(relpath, duplicate=True, kept=False)
+        if policy == "replace":
+            os.replace(incoming.path, target)
+            _fsync_dir(directory)
+            return Placed(relpath, duplicate=True, kept=True)
+        n = 1
+        while (alt := target.with_name(f"{target.stem}.{n}.dcm")).exists():
+            n += 1
+        os.rename(incoming.path, alt)
+        _fsync_dir(directory)
+        return Placed(f"{relpath[: -len('.dcm')]}.{n}.dcm", duplicate=True, kept=True)
+
+    def path(self, relpath: str) -> Path:
+        return self.root / relpath
+
+    def sweep_temporary(self) -> int:
+        """Remove partial files left by a crash; called by the supervisor at start."""
+        count = 0
+        for leftover in self.tmp.glob("*.part"):
+            leftover.unlink(missing_ok=True)
+            count += 1
+        return count
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs_durably(directory: Path) -> None:
+    missing = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue  # another worker made it
+        _fsync_dir(d.parent)

@@ -1,0 +1,169 @@
+"""``dicombox serve``: the supervisor owns what must be single (job runner, devices,
+schedules) and keeps N network workers running on one shared listening socket."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from dicombox.core.box import Box, load_plugins_and_config, open_box
+from dicombox.core.events import EventChannelServer
+from dicombox.core.jobs import JobRunner
+from dicombox.core.logs import setup_logging
+from dicombox.core.net.server import make_listener
+from dicombox.core.sdnotify import notify, watchdog_interval_s
+
+log = logging.getLogger("dicombox.supervisor")
+RESTART_DELAY_S = 1.0
+
+
+class WorkerPool:
+    """Starts the network workers and starts a new one whenever one dies."""
+
+    def __init__(
+        self, count: int, fd: int, config_path: str | None, overrides: dict[str, Any]
+    ) -> None:
+        self.count = count
+        self.fd = fd
+        self.config_path = config_path
+        self.overrides = overrides
+        self.procs: dict[int, subprocess.Popen] = {}
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="workers", daemon=True)
+
+    def _spawn(self, number: int) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "dicombox.core.worker",
+            "--fd",
+            str(self.fd),
+            "--overrides",
+            json.dumps(self.overrides),
+            "--number",
+            str(number),
+        ]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        self.procs[number] = subprocess.Popen(cmd, pass_fds=[self.fd])
+
+    def start(self) -> None:
+        for n in range(self.count):
+            self._spawn(n)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            for number, proc in list(self.procs.items()):
+                code = proc.poll()
+                if code is not None and not self._stopping.is_set():
+                    log.error(
+                        "network worker %d (pid %d) exited with %s; starting another",
+                        number,
+                        proc.pid,
+                        code,
+                    )
+                    time.sleep(RESTART_DELAY_S)
+                    self._spawn(number)
+
+    def stop(self, timeout: float) -> None:
+        self._stopping.set()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker pid %d did not finish in time; killing it", proc.pid)
+                proc.kill()
+                proc.wait()
+
+
+def _write_ready(box: Box, port: int, workers: int) -> Path:
+    path = box.run_dir / "ready.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "ae_title": box.config.box.ae_title,
+                "port": port,
+                "workers": workers,
+                "started": time.time(),
+                "config": box.config.source,
+            }
+        )
+    )
+    os.replace(tmp, path)
+    return path
+
+
+def serve(config_path: str | None, **overrides: Any) -> int:
+    config, pm, infos = load_plugins_and_config(config_path, **overrides)
+    setup_logging(config.log.level, config.log.format)
+    box = open_box(config, pm, infos, role="supervisor")
+    swept = box.store.sweep_temporary()
+    requeued = box.jobs.recover_interrupted()
+    if swept or requeued:
+        log.info(
+            "recovered after an unclean stop: %d partial file(s) removed, %d job(s) requeued",
+            swept,
+            requeued,
+        )
+    listener = make_listener(config.box.bind, config.box.port)
+    port = listener.getsockname()[1]
+    channel = EventChannelServer(box.run_dir / "events.sock", box.bus)
+    channel.start()
+    workers = config.box.workers or os.cpu_count() or 1
+    pool = WorkerPool(
+        workers,
+        listener.fileno(),
+        config_path,
+        {k: v for k, v in overrides.items() if v is not None} | {"port": port},
+    )
+    pool.start()
+    handlers = {k: v for batch in box.hook.dicombox_jobs(box=box) for k, v in batch.items()}
+    runner = JobRunner(box.jobs, handlers, box.bus)
+    runner.start()
+    box.hook.dicombox_start(box=box)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ready = _write_ready(box, port, workers)
+    enabled = ", ".join(i.name for i in infos if i.enabled)
+    log.info(
+        "ready: %s listening on port %d with %d network worker(s); data in %s; plugins: %s",
+        config.box.ae_title,
+        port,
+        workers,
+        config.data_dir.resolve(),
+        enabled,
+    )
+    notify(f"READY=1\nSTATUS=accepting associations as {config.box.ae_title} on port {port}")
+    interval = watchdog_interval_s()
+    while not stop.wait(interval or 3600):
+        if interval:
+            notify("WATCHDOG=1")
+
+    log.info("stopping: no new associations; letting those in flight finish")
+    notify("STOPPING=1")
+    listener.close()
+    pool.stop(timeout=config.network.dimse_timeout_s * 2 + 5)
+    runner.stop()
+    box.hook.dicombox_stop(box=box)
+    channel.close()
+    ready.unlink(missing_ok=True)
+    box.close()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,75 @@
+"""A network worker: one process that accepts associations on the shared listening socket.
+
+Started by the supervisor as ``python -m dicombox.core.worker``. It holds no state another
+worker needs: what it stores is in the store and index, what it announces goes to the
+supervisor's event channel. It can die at any moment: an instance is acknowledged only
+after it is durable, and a partial file is swept at the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import socket
+import sys
+from typing import Any
+
+from dicombox.core.box import Box, load_plugins_and_config, open_box
+from dicombox.core.events import EventChannelClient
+from dicombox.core.logs import setup_logging
+from dicombox.core.net.policy import AssociationPolicy, AssociationSlots
+from dicombox.core.net.registry import ServiceRegistry
+from dicombox.core.net.server import AssociationServer
+from dicombox.core.net.service import Service
+
+log = logging.getLogger("dicombox.worker")
+
+
+def collect_services(box: Box) -> list[Service]:
+    return [service for batch in box.hook.dicombox_services(box=box) for service in batch]
+
+
+def build_server(box: Box, listener: socket.socket) -> AssociationServer:
+    config = box.config
+    registry = ServiceRegistry(collect_services(box), config.box.ae_title)
+    policy = AssociationPolicy(config, registry.local_titles | set(box.local_ae_titles()))
+    slots = AssociationSlots(box.run_dir / "slots", config.network.max_associations)
+    return AssociationServer(listener, registry, policy, config.network, slots, box.bus.publish)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dicombox-worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--config")
+    parser.add_argument("--overrides", default="{}")
+    parser.add_argument("--number", type=int, default=0)
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = json.loads(args.overrides)
+    config, pm, infos = load_plugins_and_config(args.config, **overrides)
+    setup_logging(config.log.level, config.log.format)
+    box = open_box(config, pm, infos, role="worker")
+    box.bus.subscribe("*", EventChannelClient(box.run_dir / "events.sock"))
+    listener = socket.socket(fileno=args.fd)
+    server = build_server(box, listener)
+
+    def _stop(signum: int, _frame: object) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+    log.debug("worker %d accepting", args.number)
+    server.serve_forever()
+    left = server.drain(
+        box.config.network.dimse_timeout_s * 2,
+        lambda n: log.info("finishing %d association(s) before exit", n),
+    )
+    if left:
+        log.warning("worker exits with %d association(s) still open", left)
+    box.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""dicombox hardware abstraction: burners, removable media, printers, the front panel.
+
+Each device sits behind a small interface with a simulator that does the real work with
+files. This package imports nothing of dicombox but its own modules.
+"""

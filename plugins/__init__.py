@@ -1,0 +1,1 @@
+"""dicombox's built-in service plugins, each found through the ``dicombox`` entry points."""

@@ -1,0 +1,73 @@
+"""Storage: the C-STORE SCP that keeps what modalities send.
+
+Later: the forwarding SCU and transcoding join this plugin.
+"""
+
+from __future__ import annotations
+
+from dicombox.core import hookimpl
+from dicombox.core.box import Box
+from dicombox.core.net.commands import C_STORE_RQ
+from dicombox.core.net.service import Service, SupportedContext
+from dicombox.plugins.storage.scp import StorageSCP
+from dicombox.plugins.storage.sop_classes import (
+    STORAGE_CLASSES,
+    is_storage_class,
+    transfer_syntax_order,
+)
+
+__version__ = "1.0.0"
+
+
+@hookimpl
+def dicombox_services(box: Box) -> list[Service]:
+    settings = box.config.storage
+    syntaxes = transfer_syntax_order(settings.transfer_syntax_order)
+    scp = StorageSCP(box)
+    return [
+        Service(
+            name="storage",
+            contexts=[SupportedContext(uid, syntaxes) for uid in STORAGE_CLASSES],
+            handlers={C_STORE_RQ: scp.handle},
+            sinks={C_STORE_RQ: scp.open_sink},
+            accepts_unknown=is_storage_class if settings.accept_unknown_classes else None,
+            fallback_transfer_syntaxes=syntaxes,
+        )
+    ]
+
+
+@hookimpl
+def dicombox_conformance(box: Box) -> list[dict[str, object]]:
+    from pydicom.uid import UID
+
+    syntaxes = [str(s) for s in transfer_syntax_order(box.config.storage.transfer_syntax_order)]
+    return [
+        {
+            "service": "Storage",
+            "sop_class": UID(uid).name
+            if uid != "1.3.12.2.1107.5.9.1"
+            else "Siemens CSA Non-Image Storage",
+            "uid": uid,
+            "role": "SCP",
+            "transfer_syntaxes": syntaxes,
+            "notes": "",
+        }
+        for uid in STORAGE_CLASSES
+    ]
+
+
+@hookimpl
+def dicombox_status(box: Box) -> list[str]:
+    totals = box.index.totals()
+    used = 1 - box.store.free_bytes() / max(1, _capacity(box))
+    return [
+        f"stored: {totals['studies']} studies, {totals['instances']} instances",
+        f"disk: {used:.0%} used, {box.store.free_bytes() >> 20} MB free",
+    ]
+
+
+def _capacity(box: Box) -> int:
+    import os
+
+    st = os.statvfs(box.store.root)
+    return st.f_blocks * st.f_frsize

@@ -1,0 +1,181 @@
+"""The C-STORE SCP: stream to a temporary file, check, place durably, index, then answer.
+
+Success (0000) is sent only once the file is fsynced in its final place and its row is
+committed to the index. Pixel data is never decoded on this path: the header is read
+with pydicom up to the pixel data, and a header walk checks the data set is whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from dicombox.core.box import Box
+from dicombox.core.completeness import Truncated, check_complete
+from dicombox.core.net.service import Reply, Request
+from dicombox.core.store import IncomingFile, StoreFull, file_meta
+
+log = logging.getLogger("dicombox.storage")
+
+SUCCESS = 0x0000
+DUPLICATE = 0x0111
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+
+class _Refused:
+    """Stands in for the temporary file when there is no room: the data set is drained
+    from the network and dropped, and the answer is A700."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def write(self, chunk: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
+class StorageSCP:
+    def __init__(self, box: Box) -> None:
+        self.box = box
+        self.policy = box.config.storage.duplicates
+        net = box.config.network
+        self._identity = (net.implementation_class_uid, net.implementation_version)
+
+    # The DatasetSink factory: where the data set of a C-STORE-RQ goes while it arrives.
+    def open_sink(self, request: Request) -> IncomingFile | _Refused:
+        command = request.command
+        header = file_meta(
+            command.AffectedSOPClassUID or request.context.abstract_syntax,
+            command.AffectedSOPInstanceUID or "",
+            request.context.transfer_syntax,
+            request.peer.calling_ae,
+            *self._identity,
+        )
+        try:
+            return self.box.store.begin(header)
+        except StoreFull as exc:
+            return _Refused(str(exc))
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        sink = request.dataset
+        status, comment, extra = self._store(request, sink)
+        fields = {"ErrorComment": comment[:64]} if comment and status != SUCCESS else {}
+        topic = "instance.stored" if status in (SUCCESS, DUPLICATE) else "instance.rejected"
+        self.box.bus.publish(
+            topic,
+            sop_instance_uid=request.command.AffectedSOPInstanceUID,
+            sop_class_uid=request.command.AffectedSOPClassUID,
+            calling_ae=request.peer.calling_ae,
+            association=request.peer.association_id,
+            status=f"{status:04X}",
+            **({"reason": comment} if comment else {}),
+            **extra,
+        )
+        if status not in (SUCCESS,):
+            log.warning(
+                "C-STORE from %s of %s: status %04X %s",
+                request.peer.calling_ae,
+                request.command.AffectedSOPInstanceUID,
+                status,
+                comment,
+            )
+        yield Reply(status, fields=fields)
+
+    def _store(self, request: Request, sink: Any) -> tuple[int, str, dict[str, Any]]:
+        if isinstance(sink, _Refused):
+            return OUT_OF_RESOURCES, sink.why, {}
+        assert isinstance(sink, IncomingFile)
+        if sink.full:
+            sink.discard()
+            return OUT_OF_RESOURCES, "the data volume filled up while receiving", {}
+        try:
+            ds = self._read_header(sink, request.context.transfer_syntax)
+        except (InvalidDicomError, Truncated, ValueError, EOFError, KeyError) as exc:
+            sink.discard()
+            return CANNOT_UNDERSTAND, f"data set cannot be parsed: {exc}", {}
+        problem = _mismatch(ds, request)
+        if problem:
+            sink.discard()
+            return DATASET_MISMATCH, problem, {}
+        return self._place(sink, ds, request)
+
+    def _read_header(self, sink: IncomingFile, transfer_syntax: str) -> pydicom.Dataset:
+        ts = UID(transfer_syntax)
+        with open(sink.path, "rb") as f:
+            if not ts.is_deflated:  # a deflated stream is checked by inflating it in pydicom
+                check_complete(
+                    f,
+                    sink.header_length,
+                    sink.header_length + sink.size,
+                    ts.is_implicit_VR is False,
+                    ts.is_little_endian is not False,
+                )
+            f.seek(0)
+            return pydicom.dcmread(f, stop_before_pixels=True, defer_size=4096)
+
+    def _place(
+        self, sink: IncomingFile, ds: pydicom.Dataset, request: Request
+    ) -> tuple[int, str, dict[str, Any]]:
+        sop_uid = str(ds.SOPInstanceUID)
+        box = self.box
+        policy = self.policy
+        duplicate = box.index.has_instance(sop_uid)
+        if duplicate and policy in ("keep-first", "reject"):
+            sink.discard()
+            status = DUPLICATE if policy == "reject" else SUCCESS
+            return status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
+        copy = box.index.next_copy(sop_uid) if duplicate and policy == "keep-both" else 0
+        placed = box.store.place(
+            sink,
+            str(ds.StudyInstanceUID),
+            str(ds.SeriesInstanceUID),
+            sop_uid,
+            "keep-both" if copy else policy,
+        )
+        try:
+            stored = box.index.add_instance(
+                ds,
+                path=placed.relpath,
+                size=os.path.getsize(box.store.path(placed.relpath)),
+                transfer_syntax_uid=request.context.transfer_syntax,
+                calling_ae=request.peer.calling_ae,
+                replace=duplicate and policy == "replace",
+                copy=copy,
+            )
+        except Exception as exc:  # the index is down or locked past its timeout
+            log.exception("indexing %s failed", sop_uid)
+            if not placed.duplicate:
+                box.store.path(placed.relpath).unlink(missing_ok=True)
+            return OUT_OF_RESOURCES, f"index unavailable: {exc}", {}
+        box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
+        return (
+            SUCCESS,
+            "",
+            {"path": placed.relpath, "study_instance_uid": stored.study_instance_uid},
+        )
+
+
+def _mismatch(ds: pydicom.Dataset, request: Request) -> str:
+    """Why the data set does not fit its command (A900), or ''."""
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        if not str(ds.get(keyword, "") or "").strip():
+            return f"data set has no {keyword}"
+    command = request.command
+    if command.AffectedSOPClassUID and str(ds.SOPClassUID) != command.AffectedSOPClassUID:
+        return f"data set SOP class {ds.SOPClassUID} is not the command's {command.AffectedSOPClassUID}"
+    if command.AffectedSOPInstanceUID and str(ds.SOPInstanceUID) != command.AffectedSOPInstanceUID:
+        return "data set SOP instance UID differs from the command's"
+    return ""
