@@ -34,7 +34,7 @@ class AuditTrail:
 
     def __call__(self, event: Event) -> None:
         name = AUDITED_TOPICS.get(event.topic)
-        if name is None:
+        if name is None or event.relayed:
             return
         record = {"time": event.time, "event": name, "pid": event.pid, **event.fields}
         line = (json.dumps(record, default=str) + "\n").encode("utf-8")

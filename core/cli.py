@@ -68,7 +68,8 @@ def cmd_jobs(box: Box, args: argparse.Namespace) -> int:
             return 2
         ok = (box.jobs.retry if args.action == "retry" else box.jobs.cancel)(args.id)
         print(
-            f"job {args.id}: {args.action + ' done' if ok else 'not in a state that allows ' + args.action}"
+            f"job {args.id}: "
+            + (f"{args.action} done" if ok else f"not in a state that allows {args.action}")
         )
         return 0 if ok else 1
     states = {"active": (QUEUED, RUNNING), "failed": (FAILED,), "all": ()}[args.action or "all"]
@@ -122,6 +123,20 @@ def cmd_status(box: Box, args: argparse.Namespace) -> int:
     counts = {s: len(box.jobs.list((s,), limit=10000)) for s in (QUEUED, RUNNING, FAILED)}
     print(f"jobs: {counts[QUEUED]} queued, {counts[RUNNING]} running, {counts[FAILED]} failed")
     return 0 if info else 3
+
+
+def cmd_reindex(box: Box, args: argparse.Namespace) -> int:
+    if _running(box):
+        print("dicombox reindex: stop the box first (it re-checks by itself after an unclean stop)")
+        return 1
+    from dicombox.core.reconcile import reconcile
+
+    report = reconcile(box)
+    print(
+        f"{report.scanned} file(s) checked, {report.indexed} added to the index, "
+        f"{report.quarantined} moved to quarantine/"
+    )
+    return 0
 
 
 def cmd_plugins(box: Box, args: argparse.Namespace) -> int:
@@ -207,6 +222,9 @@ def build_parser(
     p.add_argument("action", choices=["check"])
     p.add_argument("file")
     p.set_defaults(func=None)
+    sub.add_parser(
+        "reindex", help="index stored files the index does not know (box stopped)"
+    ).set_defaults(func=cmd_reindex)
     sub.add_parser("plugins", help="list plugins with their versions").set_defaults(
         func=cmd_plugins
     )

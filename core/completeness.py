@@ -8,7 +8,12 @@ pixel data) and checks that each value fits inside the file. Values are never re
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 _LONG_VRS = {
     b"OB",
@@ -109,3 +114,35 @@ class _Walker:
 def check_complete(f: BinaryIO, start: int, end: int, explicit: bool, little: bool) -> None:
     """Raise ``Truncated`` unless the data set in ``f[start:end]`` is whole."""
     _Walker(f, end, explicit, little).dataset(start, end, in_item=False)
+
+
+def read_checked_header(
+    path: Path, dataset_offset: int, dataset_end: int, transfer_syntax: str
+) -> Dataset:
+    """The header of a Part 10 file (up to its pixel data), once the data set is known to
+    be whole. Raises ``Truncated`` or pydicom's errors for what cannot be read."""
+    ts = UID(transfer_syntax)
+    with open(path, "rb") as f:
+        if not ts.is_deflated:  # a deflated stream is checked by inflating it in pydicom
+            check_complete(
+                f,
+                dataset_offset,
+                dataset_end,
+                ts.is_implicit_VR is False,
+                ts.is_little_endian is not False,
+            )
+        f.seek(0)
+        return dcmread(f, stop_before_pixels=True, defer_size=4096)
+
+
+def read_stored_header(path: Path) -> Dataset:
+    """``read_checked_header`` for a file of the store, whose layout is read from its meta."""
+    with open(path, "rb") as f:
+        head = f.read(144)
+    if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+        raise Truncated(f"{path.name} has no DICOM file meta group length")
+    (meta_length,) = struct.unpack("<I", head[140:144])
+    meta = dcmread(path, stop_before_pixels=True, specific_tags=[0x00020010]).file_meta
+    return read_checked_header(
+        path, 144 + meta_length, path.stat().st_size, str(meta.TransferSyntaxUID)
+    )

@@ -26,6 +26,7 @@ class Event:
     fields: dict[str, Any] = field(default_factory=dict)
     time: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
+    relayed: bool = False  # came from a worker through the channel (already audited there)
 
     def to_json(self) -> str:
         return json.dumps({"topic": self.topic, "time": self.time, "pid": self.pid, **self.fields})
@@ -33,7 +34,8 @@ class Event:
     @classmethod
     def from_json(cls, text: str) -> Event:
         data = json.loads(text)
-        return cls(data.pop("topic"), time=data.pop("time"), pid=data.pop("pid"), fields=data)
+        topic, when, pid = data.pop("topic"), data.pop("time"), data.pop("pid")
+        return cls(topic, time=when, pid=pid, fields=data, relayed=True)
 
 
 Subscriber = Callable[[Event], None]

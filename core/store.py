@@ -13,12 +13,18 @@ import hashlib
 import os
 import re
 import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-DuplicatePolicy = Literal["keep-first", "replace", "keep-both", "reject"]
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+COPY_MARK = "_copy"
+
+
+def copy_number(path: Path) -> int:
+    """0 for ``<uid>.dcm``; n for the kept-both duplicate ``<uid>_copy<n>.dcm``."""
+    _, mark, number = path.stem.partition(COPY_MARK)
+    return int(number) if mark and number.isdigit() else 0
 
 
 class StoreFull(Exception):
@@ -101,31 +107,31 @@ class IncomingFile:
         self._write(chunk)
 
     def close(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            if not self.full:
-                os.fsync(self._fd)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            self.full = True
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        """The data set is complete. The descriptor stays open: ``InstanceStore.place``
+        renames the file into place first and then syncs it, so one journal commit
+        carries both the data and the new name."""
 
     def discard(self) -> None:
+        self._close_fd()
+        self.path.unlink(missing_ok=True)
+
+    def _close_fd(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self.path.unlink(missing_ok=True)
 
-
-@dataclass(frozen=True)
-class Placed:
-    relpath: str  # relative to the store root
-    duplicate: bool  # an instance with this SOP Instance UID was already stored
-    kept: bool  # the new file is what is now stored
+    def sync_and_close(self) -> None:
+        """fsync the data (ENOSPC here still means the volume is full) and close."""
+        assert self._fd is not None
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.full = True
+                raise StoreFull("the data volume filled up while writing") from None
+            raise
+        finally:
+            self._close_fd()
 
 
 class InstanceStore:
@@ -157,36 +163,29 @@ class InstanceStore:
         return "/".join(("studies", *parts, uid_path_part(sop_uid) + ".dcm"))
 
     def place(
-        self,
-        incoming: IncomingFile,
-        study_uid: str,
-        series_uid: str,
-        sop_uid: str,
-        policy: DuplicatePolicy,
-    ) -> Placed:
-        """Move a complete, fsynced file to its final place under the duplicate policy."""
+        self, incoming: IncomingFile, study_uid: str, series_uid: str, sop_uid: str, copy: int = 0
+    ) -> str:
+        """Move a complete file to its final place and make it durable; returns its path
+        relative to the store root. Whatever stood at that path is replaced: the index,
+        not the file system, says which instances are stored (so a half-written file
+        left by a power cut is simply overwritten by the peer's retry). ``copy`` > 0
+        places a kept-both duplicate beside the first."""
         relpath = self.relpath_for(study_uid, series_uid, sop_uid)
+        if copy:  # UIDs hold dots, so a copy number gets a separator no UID can contain
+            relpath = f"{relpath[: -len('.dcm')]}{COPY_MARK}{copy}.dcm"
         target = self.root / relpath
         directory = target.parent
         if not directory.is_dir():
             _make_dirs_durably(directory)
-        if not target.exists():
-            os.rename(incoming.path, target)
-            _fsync_dir(directory)
-            return Placed(relpath, duplicate=False, kept=True)
-        if policy in ("keep-first", "reject"):
-            incoming.discard()
-            return Placed(relpath, duplicate=True, kept=False)
-        if policy == "replace":
-            os.replace(incoming.path, target)
-            _fsync_dir(directory)
-            return Placed(relpath, duplicate=True, kept=True)
-        n = 1
-        while (alt := target.with_name(f"{target.stem}.{n}.dcm")).exists():
-            n += 1
-        os.rename(incoming.path, alt)
+        os.replace(incoming.path, target)
+        incoming.path = target
+        try:
+            incoming.sync_and_close()
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
         _fsync_dir(directory)
-        return Placed(f"{relpath[: -len('.dcm')]}.{n}.dcm", duplicate=True, kept=True)
+        return relpath
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath

@@ -19,6 +19,7 @@ from dicombox.core.events import EventChannelServer
 from dicombox.core.jobs import JobRunner
 from dicombox.core.logs import setup_logging
 from dicombox.core.net.server import make_listener
+from dicombox.core.reconcile import mark_clean, mark_running, reconcile, was_clean
 from dicombox.core.sdnotify import notify, watchdog_interval_s
 
 log = logging.getLogger("dicombox.supervisor")
@@ -112,6 +113,16 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     config, pm, infos = load_plugins_and_config(config_path, **overrides)
     setup_logging(config.log.level, config.log.format)
     box = open_box(config, pm, infos, role="supervisor")
+    if not was_clean(box.run_dir) and any(box.store.studies.iterdir()):
+        log.warning("the last stop was not clean: checking the store against the index")
+        report = reconcile(box)
+        log.warning(
+            "store checked: %d file(s), %d re-indexed, %d quarantined",
+            report.scanned,
+            report.indexed,
+            report.quarantined,
+        )
+    mark_running(box.run_dir)
     swept = box.store.sweep_temporary()
     requeued = box.jobs.recover_interrupted()
     if swept or requeued:
@@ -164,6 +175,7 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     box.hook.dicombox_stop(box=box)
     channel.close()
     ready.unlink(missing_ok=True)
+    mark_clean(box.run_dir)
     box.close()
     log.info("stopped")
     return 0

@@ -16,6 +16,8 @@ import socket
 import sys
 from typing import Any
 
+from pydicom import config as pydicom_config
+
 from dicombox.core.box import Box, load_plugins_and_config, open_box
 from dicombox.core.events import EventChannelClient
 from dicombox.core.logs import setup_logging
@@ -46,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overrides", default="{}")
     parser.add_argument("--number", type=int, default=0)
     args = parser.parse_args(argv)
+    # Association threads block in I/O all the time; with the default 5 ms switch interval
+    # a thread coming back from a recv() waits behind a busy one (the convoy effect).
+    sys.setswitchinterval(0.0002)
+    # Received values are stored as they came; checking every one against its VR's rules
+    # on the hot path costs more than the rest of the header parse.
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     overrides: dict[str, Any] = json.loads(args.overrides)
     config, pm, infos = load_plugins_and_config(args.config, **overrides)
     setup_logging(config.log.level, config.log.format)

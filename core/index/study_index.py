@@ -32,6 +32,7 @@ class StudyIndex:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.version = migrate(engine)
+        self._series_pk: dict[str, int] = {}  # series UID -> row id, for this process
 
     # ------------------------------------------------------------------ writing
     def add_instance(
@@ -48,64 +49,75 @@ class StudyIndex:
         """Record one stored instance and the patient/study/series it belongs to, in one
         transaction. ``replace`` overwrites the row of an existing instance."""
         now = time.time()
+        series_uid = str(ds.SeriesInstanceUID)
+        row = level_values(ds, "instance") | {
+            "path": path,
+            "size": size,
+            "copy": copy,
+            "calling_ae": calling_ae,
+            "transfer_syntax_uid": transfer_syntax_uid,
+            "availability": "ONLINE",
+            "received_at": now,
+        }
+        t = schema.instances
         for attempt in range(3):
+            # Most instances join a series already known to this process: one INSERT then.
+            series_pk = self._series_pk.get(series_uid)
             try:
                 with write_transaction(self.engine) as conn:
-                    patient_pk = self._ensure(
-                        conn,
-                        schema.patients,
-                        level_values(ds, "patient"),
-                        ("patient_id", "issuer_of_patient_id", "patient_name"),
-                        {},
-                        now,
-                    )
-                    study_pk = self._ensure(
-                        conn,
-                        schema.studies,
-                        level_values(ds, "study"),
-                        ("study_instance_uid",),
-                        {"patient_pk": patient_pk},
-                        now,
-                    )
-                    series_pk = self._ensure(
-                        conn,
-                        schema.series,
-                        level_values(ds, "series"),
-                        ("series_instance_uid",),
-                        {"study_pk": study_pk},
-                        now,
-                    )
-                    row = level_values(ds, "instance") | {
-                        "series_pk": series_pk,
-                        "path": path,
-                        "size": size,
-                        "copy": copy,
-                        "transfer_syntax_uid": transfer_syntax_uid,
-                        "calling_ae": calling_ae,
-                        "availability": "ONLINE",
-                        "received_at": now,
-                    }
-                    t = schema.instances
+                    if series_pk is None:
+                        series_pk = self._ensure_parents(conn, ds, now)
                     if replace:
                         conn.execute(
                             t.delete().where(
                                 t.c.sop_instance_uid == row["sop_instance_uid"], t.c.copy == copy
                             )
                         )
-                    conn.execute(t.insert().values(**row))
+                    conn.execute(t.insert().values(**row, series_pk=series_pk))
                 break
             except IntegrityError:
-                # Another writer (a PostgreSQL index shared by boxes) made the same parent row
-                # first; the next attempt finds it.
+                # A series row this process remembered is gone, or another writer (a
+                # PostgreSQL index shared by boxes) made the same parent row first: look
+                # again.
+                self._series_pk.pop(series_uid, None)
                 if attempt == 2:
                     raise
+        self._series_pk[series_uid] = series_pk
+        if len(self._series_pk) > 10000:
+            self._series_pk.clear()
         return StoredInstance(
             row["sop_instance_uid"],
             row["sop_class_uid"],
             str(ds.StudyInstanceUID),
-            str(ds.SeriesInstanceUID),
+            series_uid,
             path,
             copy,
+        )
+
+    def _ensure_parents(self, conn: Any, ds: Dataset, now: float) -> int:
+        patient_pk = self._ensure(
+            conn,
+            schema.patients,
+            level_values(ds, "patient"),
+            ("patient_id", "issuer_of_patient_id", "patient_name"),
+            {},
+            now,
+        )
+        study_pk = self._ensure(
+            conn,
+            schema.studies,
+            level_values(ds, "study"),
+            ("study_instance_uid",),
+            {"patient_pk": patient_pk},
+            now,
+        )
+        return self._ensure(
+            conn,
+            schema.series,
+            level_values(ds, "series"),
+            ("series_instance_uid",),
+            {"study_pk": study_pk},
+            now,
         )
 
     @staticmethod
@@ -125,23 +137,18 @@ class StudyIndex:
         return int(result.inserted_primary_key[0])
 
     # ------------------------------------------------------------------ reading
-    def has_instance(self, sop_instance_uid: str) -> bool:
+    def copies_of(self, sop_instance_uid: str) -> int:
+        """How many copies of this instance are stored (0: it is new)."""
         t = schema.instances
         with self.engine.connect() as conn:
-            return (
-                conn.execute(
-                    select(t.c.id).where(t.c.sop_instance_uid == sop_instance_uid).limit(1)
-                ).first()
-                is not None
-            )
-
-    def next_copy(self, sop_instance_uid: str) -> int:
-        t = schema.instances
-        with self.engine.connect() as conn:
-            top = conn.execute(
-                select(func.max(t.c.copy)).where(t.c.sop_instance_uid == sop_instance_uid)
+            found = conn.execute(
+                select(func.count()).where(t.c.sop_instance_uid == sop_instance_uid)
             ).scalar()
-        return 0 if top is None else int(top) + 1
+        return int(found or 0)
+
+    def known_paths(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(schema.instances.c.path)).scalars())
 
     def studies(self) -> list[dict[str, Any]]:
         """Every study with its patient, modalities and counts, newest first."""

@@ -8,16 +8,14 @@ with pydicom up to the pixel data, and a header walk checks the data set is whol
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
 
 from dicombox.core.box import Box
-from dicombox.core.completeness import Truncated, check_complete
+from dicombox.core.completeness import Truncated, read_checked_header
 from dicombox.core.net.service import Reply, Request
 from dicombox.core.store import IncomingFile, StoreFull, file_meta
 
@@ -102,7 +100,12 @@ class StorageSCP:
             sink.discard()
             return OUT_OF_RESOURCES, "the data volume filled up while receiving", {}
         try:
-            ds = self._read_header(sink, request.context.transfer_syntax)
+            ds = read_checked_header(
+                sink.path,
+                sink.header_length,
+                sink.header_length + sink.size,
+                request.context.transfer_syntax,
+            )
         except (InvalidDicomError, Truncated, ValueError, EOFError, KeyError) as exc:
             sink.discard()
             return CANNOT_UNDERSTAND, f"data set cannot be parsed: {exc}", {}
@@ -112,44 +115,30 @@ class StorageSCP:
             return DATASET_MISMATCH, problem, {}
         return self._place(sink, ds, request)
 
-    def _read_header(self, sink: IncomingFile, transfer_syntax: str) -> pydicom.Dataset:
-        ts = UID(transfer_syntax)
-        with open(sink.path, "rb") as f:
-            if not ts.is_deflated:  # a deflated stream is checked by inflating it in pydicom
-                check_complete(
-                    f,
-                    sink.header_length,
-                    sink.header_length + sink.size,
-                    ts.is_implicit_VR is False,
-                    ts.is_little_endian is not False,
-                )
-            f.seek(0)
-            return pydicom.dcmread(f, stop_before_pixels=True, defer_size=4096)
-
     def _place(
         self, sink: IncomingFile, ds: pydicom.Dataset, request: Request
     ) -> tuple[int, str, dict[str, Any]]:
         sop_uid = str(ds.SOPInstanceUID)
-        box = self.box
-        policy = self.policy
-        duplicate = box.index.has_instance(sop_uid)
+        box, policy = self.box, self.policy
+        copies = box.index.copies_of(sop_uid)
+        duplicate = copies > 0
         if duplicate and policy in ("keep-first", "reject"):
             sink.discard()
             status = DUPLICATE if policy == "reject" else SUCCESS
             return status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
-        copy = box.index.next_copy(sop_uid) if duplicate and policy == "keep-both" else 0
-        placed = box.store.place(
-            sink,
-            str(ds.StudyInstanceUID),
-            str(ds.SeriesInstanceUID),
-            sop_uid,
-            "keep-both" if copy else policy,
-        )
+        copy = copies if policy == "keep-both" else 0
+        size = sink.header_length + sink.size
+        try:
+            relpath = box.store.place(
+                sink, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), sop_uid, copy
+            )
+        except StoreFull as exc:
+            return OUT_OF_RESOURCES, str(exc), {}
         try:
             stored = box.index.add_instance(
                 ds,
-                path=placed.relpath,
-                size=os.path.getsize(box.store.path(placed.relpath)),
+                path=relpath,
+                size=size,
                 transfer_syntax_uid=request.context.transfer_syntax,
                 calling_ae=request.peer.calling_ae,
                 replace=duplicate and policy == "replace",
@@ -157,15 +146,14 @@ class StorageSCP:
             )
         except Exception as exc:  # the index is down or locked past its timeout
             log.exception("indexing %s failed", sop_uid)
-            if not placed.duplicate:
-                box.store.path(placed.relpath).unlink(missing_ok=True)
+            if not duplicate:
+                box.store.path(relpath).unlink(missing_ok=True)
             return OUT_OF_RESOURCES, f"index unavailable: {exc}", {}
         box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
-        return (
-            SUCCESS,
-            "",
-            {"path": placed.relpath, "study_instance_uid": stored.study_instance_uid},
-        )
+        extra = {"path": relpath, "study_instance_uid": stored.study_instance_uid}
+        if duplicate:
+            extra["duplicate"] = True
+        return SUCCESS, "", extra
 
 
 def _mismatch(ds: pydicom.Dataset, request: Request) -> str:
@@ -175,7 +163,7 @@ def _mismatch(ds: pydicom.Dataset, request: Request) -> str:
             return f"data set has no {keyword}"
     command = request.command
     if command.AffectedSOPClassUID and str(ds.SOPClassUID) != command.AffectedSOPClassUID:
-        return f"data set SOP class {ds.SOPClassUID} is not the command's {command.AffectedSOPClassUID}"
+        return f"data set SOP class {ds.SOPClassUID} is not {command.AffectedSOPClassUID}"
     if command.AffectedSOPInstanceUID and str(ds.SOPInstanceUID) != command.AffectedSOPInstanceUID:
         return "data set SOP instance UID differs from the command's"
     return ""

@@ -1,0 +1,127 @@
+"""Ingest benchmark: dicombox against DCMTK's storescp, side by side, in one run.
+
+200 synthetic 512x512x16-bit CT images are sent by DCMTK storescu (TCP_NODELAY=1, max PDU
+131072) over 1 and over 4 concurrent associations, first to dicombox, then to
+``storescp --fork`` writing to disk. Prints images/s for each and the ratio
+dicombox/DCMTK. Then four associations each send a 200 MB multi-frame object to dicombox
+while the box's resident memory is sampled.
+
+    make bench            # or: .venv/bin/python -m bench.ingest [--images 200] [--mb 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tests.support.boxproc import RunningBox, rss_kib
+from tests.support.peers import popen, storescu
+from tests.support.synthetic import write_ct_series, write_multiframe
+
+PDU = ["--max-pdu", "131072", "--max-send-pdu", "131072"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def send_parallel(port: int, files: list[Path], associations: int, aec: str) -> float:
+    """Wall-clock seconds to send ``files`` split over ``associations`` storescu runs."""
+    chunks = [files[i::associations] for i in range(associations)]
+    results: list[int] = []
+    start = time.perf_counter()
+
+    def one(chunk: list[Path]) -> None:
+        results.append(storescu(port, chunk, aec=aec, extra=PDU, timeout=600).returncode)
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if any(results):
+        raise RuntimeError(f"storescu failed: exit codes {results}")
+    return elapsed
+
+
+def measure_dcmtk(work: Path, files: list[Path], associations: int) -> float:
+    out = work / f"storescp-{associations}"
+    out.mkdir()
+    port = free_port()
+    proc = popen(["storescp", "--fork", *PDU[:2], "-od", out, str(port)])
+    time.sleep(0.5)
+    try:
+        return send_parallel(port, files, associations, "STORESCP")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def measure_dicombox(work: Path, files: list[Path], associations: int) -> float:
+    with RunningBox(work / f"box-{associations}") as box:
+        return send_parallel(box.port, files, associations, "DICOMBOX")
+
+
+def peak_rss(work: Path, megabytes: int, associations: int = 4) -> tuple[int, int, float]:
+    """(peak summed RSS of all box processes, peak of one process) in MiB, and seconds."""
+    objects = [write_multiframe(work / f"mf{i}.dcm", megabytes) for i in range(associations)]
+    with RunningBox(work / "box-rss") as box:
+        pids = box.pids()
+        peak_sum = peak_one = 0
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak_sum, peak_one
+            while not done.is_set():
+                values = [rss_kib(p) for p in pids]
+                peak_sum, peak_one = max(peak_sum, sum(values)), max(peak_one, max(values))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        seconds = send_parallel(box.port, objects, associations, "DICOMBOX")
+        done.set()
+        sampler.join()
+    return peak_sum // 1024, peak_one // 1024, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--mb", type=int, default=200, help="size of each multi-frame object")
+    parser.add_argument("--rounds", type=int, default=3, help="best of N per measurement")
+    parser.add_argument("--dir", help="where both peers write (default: a temporary folder); "
+                        "the same file system for both keeps the comparison fair")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dicombox-bench-", dir=args.dir) as tmp:
+        work = Path(tmp)
+        files = write_ct_series(work / "ct", args.images)
+        print(f"{len(files)} CT images of {files[0].stat().st_size / 1e6:.2f} MB each")
+        for associations in (1, 4):
+            best_box = best_dcmtk = float("inf")
+            for r in range(args.rounds):
+                run_dir = work / f"a{associations}-r{r}"
+                run_dir.mkdir()
+                best_box = min(best_box, measure_dicombox(run_dir, files, associations))
+                best_dcmtk = min(best_dcmtk, measure_dcmtk(run_dir, files, associations))
+            box_rate, dcmtk_rate = len(files) / best_box, len(files) / best_dcmtk
+            print(
+                f"{associations} association(s): dicombox {box_rate:7.1f} images/s, "
+                f"DCMTK storescp {dcmtk_rate:7.1f} images/s, ratio {box_rate / dcmtk_rate:.2f}"
+            )
+        total, one, seconds = peak_rss(work, args.mb)
+        print(
+            f"4 x {args.mb} MB multi-frame in {seconds:.1f} s: peak RSS of the box "
+            f"{total} MiB in all processes, {one} MiB in the largest"
+        )
+
+
+if __name__ == "__main__":
+    main()

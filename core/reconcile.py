@@ -1,0 +1,71 @@
+"""Bringing the index back in line with the store after an unclean stop.
+
+The store is the truth: every acknowledged instance is an fsynced file. The index
+commits without waiting for the disk, so a power cut may lose its last rows; at the next
+start (and on ``dicombox reindex``) every stored file the index does not know is read and
+indexed again. A file that is not a whole data set is moved to ``quarantine/``, never
+deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicombox.core.box import Box
+from dicombox.core.completeness import read_stored_header
+from dicombox.core.store import copy_number
+
+log = logging.getLogger("dicombox.reconcile")
+CLEAN_MARK = "clean-shutdown"
+
+
+@dataclass
+class ReconcileReport:
+    scanned: int = 0
+    indexed: int = 0
+    quarantined: int = 0
+
+
+def reconcile(box: Box) -> ReconcileReport:
+    report = ReconcileReport()
+    known = box.index.known_paths()
+    root = box.store.root
+    for path in sorted(box.store.studies.rglob("*.dcm")):
+        report.scanned += 1
+        relpath = path.relative_to(root).as_posix()
+        if relpath in known:
+            continue
+        try:
+            ds = read_stored_header(path)
+            copy = copy_number(path)
+            box.index.add_instance(
+                ds,
+                path=relpath,
+                size=path.stat().st_size,
+                transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+                calling_ae=str(ds.file_meta.get("SourceApplicationEntityTitle", "")).strip(),
+                copy=copy,
+            )
+            report.indexed += 1
+        except Exception as exc:  # whatever it is, it is not an instance we can serve
+            target = root / "quarantine" / relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            log.warning("moved %s to quarantine: %s", relpath, exc)
+            report.quarantined += 1
+    return report
+
+
+def was_clean(run_dir: Path) -> bool:
+    return (run_dir / CLEAN_MARK).exists()
+
+
+def mark_running(run_dir: Path) -> None:
+    (run_dir / CLEAN_MARK).unlink(missing_ok=True)
+
+
+def mark_clean(run_dir: Path) -> None:
+    (run_dir / CLEAN_MARK).write_text("")

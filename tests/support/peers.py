@@ -1,0 +1,45 @@
+"""Running the DCMTK peers, with TCP_NODELAY=1 so that we measure code, not Nagle."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+def run(
+    args: list[str | Path], timeout: float = 120, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        env=PEER_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
+def popen(args: list[str | Path], **kwargs: object) -> subprocess.Popen:
+    return subprocess.Popen([str(a) for a in args], env=PEER_ENV, **kwargs)  # type: ignore[arg-type]
+
+
+def storescu(
+    port: int,
+    files: list[Path],
+    aec: str = "DICOMBOX",
+    aet: str = "STORESCU",
+    extra: list[str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        ["storescu", "-aet", aet, "-aec", aec, *(extra or []), "127.0.0.1", str(port), *files],
+        timeout=timeout,
+    )
