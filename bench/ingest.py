@@ -12,23 +12,16 @@ while the box's resident memory is sampled.
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 from tests.support.boxproc import RunningBox, rss_kib
-from tests.support.peers import popen, storescu
+from tests.support.peers import free_port, popen, storescu
 from tests.support.synthetic import write_ct_series, write_multiframe
 
 PDU = ["--max-pdu", "131072", "--max-send-pdu", "131072"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def send_parallel(port: int, files: list[Path], associations: int, aec: str) -> float:
@@ -97,8 +90,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--mb", type=int, default=200, help="size of each multi-frame object")
     parser.add_argument("--rounds", type=int, default=3, help="best of N per measurement")
-    parser.add_argument("--dir", help="where both peers write (default: a temporary folder); "
-                        "the same file system for both keeps the comparison fair")
+    parser.add_argument(
+        "--dir",
+        help="where both peers write (default: a temporary folder); "
+        "the same file system for both keeps the comparison fair",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dicombox-bench-", dir=args.dir) as tmp:
         work = Path(tmp)

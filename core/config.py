@@ -62,7 +62,9 @@ class StorageSection:
     duplicates: Literal["keep-first", "replace", "keep-both", "reject"] = "keep-first"
     reserve_mb: int = 512
     accept_unknown_classes: bool = False
-    transfer_syntax_order: Literal["lossless-first", "compressed-first"] = "lossless-first"
+    transfer_syntax_order: Literal["lossless-first", "native-first", "compressed-first"] = (
+        "lossless-first"
+    )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ STORAGE_CLASSES: tuple[str, ...] = (
 NATIVE = (
     uid.ExplicitVRLittleEndian,
     uid.ImplicitVRLittleEndian,
-    uid.DeflatedExplicitVRLittleEndian,
     uid.ExplicitVRBigEndian,
 )
 LOSSLESS_COMPRESSED = (
@@ -27,6 +26,7 @@ LOSSLESS_COMPRESSED = (
     uid.HTJ2KLossless,
     uid.HTJ2KLosslessRPCL,
     uid.RLELossless,
+    uid.DeflatedExplicitVRLittleEndian,
 )
 # Chosen only when the peer proposes nothing lossless for that context: a lossy image
 # arrives in its lossy syntax, and storing it as received keeps it exactly as it is.
@@ -41,11 +41,18 @@ LOSSY = (
 
 
 def transfer_syntax_order(preference: str) -> tuple[str, ...]:
-    """``lossless-first``: native, lossless compressed, lossy. ``compressed-first``:
-    lossless compressed, native, lossy (saves disk, never trades away pixels)."""
+    """Which syntax to pick when a peer proposes several for one context.
+
+    ``lossless-first`` (default): lossless compressed, native, lossy: the smallest
+    exact copy. ``native-first``: native, lossless compressed, lossy: the least work for
+    senders that hold uncompressed data. ``compressed-first``: lossless compressed, lossy,
+    native: the least disk, as seed 001 does; a peer that proposes lossy for a lossless
+    image trades pixels away, so use it only where routes ask for it."""
+    if preference == "native-first":
+        return (*NATIVE, *LOSSLESS_COMPRESSED, *LOSSY)
     if preference == "compressed-first":
-        return (*LOSSLESS_COMPRESSED, *NATIVE, *LOSSY)
-    return (*NATIVE, *LOSSLESS_COMPRESSED, *LOSSY)
+        return (*LOSSLESS_COMPRESSED, *LOSSY, *NATIVE)
+    return (*LOSSLESS_COMPRESSED, *NATIVE, *LOSSY)
 
 
 def is_storage_class(sop_class_uid: str) -> bool:

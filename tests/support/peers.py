@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,12 @@ PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def run(
@@ -39,7 +46,19 @@ def storescu(
     extra: list[str] | None = None,
     timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
+    # -R: propose just the SOP classes of the files (storescu's default list lacks many)
     return run(
-        ["storescu", "-aet", aet, "-aec", aec, *(extra or []), "127.0.0.1", str(port), *files],
+        [
+            "storescu",
+            "-R",
+            "-aet",
+            aet,
+            "-aec",
+            aec,
+            *(extra or []),
+            "127.0.0.1",
+            str(port),
+            *files,
+        ],
         timeout=timeout,
     )
