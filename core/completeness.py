@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
 _LONG_VRS = {
@@ -142,7 +143,7 @@ def read_stored_header(path: Path) -> Dataset:
     if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
         raise Truncated(f"{path.name} has no DICOM file meta group length")
     (meta_length,) = struct.unpack("<I", head[140:144])
-    meta = dcmread(path, stop_before_pixels=True, specific_tags=[0x00020010]).file_meta
+    meta = read_file_meta_info(path)
     return read_checked_header(
         path, 144 + meta_length, path.stat().st_size, str(meta.TransferSyntaxUID)
     )

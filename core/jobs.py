@@ -225,16 +225,16 @@ class JobRunner:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            # Claiming and marking the queue busy happen under one lock, so two runner
+            # threads never take two jobs of the same queue.
             with self._lock:
-                busy = set(self._busy)
-            job = self.queue.claim(set(self.handlers), busy)
+                job = self.queue.claim(set(self.handlers), self._busy)
+                if job is not None and job.queue:
+                    self._busy.add(job.queue)
             if job is None:
                 with self._wake:
                     self._wake.wait(self.poll_s)
                 continue
-            with self._lock:
-                if job.queue:
-                    self._busy.add(job.queue)
             try:
                 self._run(job)
             finally:

@@ -8,6 +8,7 @@ with pydicom up to the pixel data, and a header walk checks the data set is whol
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,7 +107,15 @@ class StorageSCP:
                 sink.header_length + sink.size,
                 request.context.transfer_syntax,
             )
-        except (InvalidDicomError, Truncated, ValueError, EOFError, KeyError) as exc:
+        except (
+            InvalidDicomError,
+            Truncated,
+            ValueError,
+            EOFError,
+            KeyError,
+            OSError,
+            struct.error,
+        ) as exc:
             sink.discard()
             return CANNOT_UNDERSTAND, f"data set cannot be parsed: {exc}", {}
         problem = _mismatch(ds, request)

@@ -1,0 +1,87 @@
+"""The configuration file: defaults for every key, and errors that say what is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dicombox.core.config import ConfigError, load_config, parse_config
+
+
+def test_an_empty_file_runs_on_defaults(tmp_path: Path):
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    config = load_config(path)
+    assert (config.box.ae_title, config.box.port, config.box.data_dir) == (
+        "DICOMBOX",
+        11112,
+        "./var",
+    )
+    assert config.storage.duplicates == "keep-first" and config.storage.reserve_mb == 512
+    assert config.network.max_associations == 12 and config.network.max_pdu == 0
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[box]\nport = 'eleven'", "box.port = 'eleven': expected an integer"),
+        ("[box]\nportt = 1", "[box] has unknown key 'portt'; allowed keys:"),
+        ("[storage]\nduplicates = 'maybe'", "'keep-first' | 'replace' | 'keep-both' | 'reject'"),
+        ("[box]\nae_title = 'A_TITLE_FAR_TOO_LONG'", "1 to 16 characters"),
+        ("[media2]\nx = 1", "unknown section [media2]"),
+        ("[[route]]\nforward = ['pacs']", "route[0].forward names 'pacs', which is no [[remote]]"),
+        ("[[remote]]\nname = 'a'\nae_title = 'A'\nhost = 'h'", "[remote[0]] needs the key 'port'"),
+        ("[remote]\nname = 'a'", "must be written [[remote]]"),
+    ],
+)
+def test_errors_name_key_value_and_rule(toml: str, message: str):
+    import tomllib
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(tomllib.loads(toml))
+    assert message in str(caught.value)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dicombox.core.cli", *args], capture_output=True, text=True
+    )
+
+
+def test_config_check_cli(tmp_path: Path):
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[box]\nae_title = "CTBOX"\n[[remote]]\nname = "pacs"\nae_title = "PACS"\n'
+        'host = "127.0.0.1"\nport = 4242\n'
+    )
+    ok = run_cli("config", "check", str(good))
+    assert ok.returncode == 0 and "OK (1 remote(s)" in ok.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[network]\nmax_pdu = 100\n")
+    failed = run_cli("config", "check", str(bad))
+    assert failed.returncode == 1
+    assert "network.max_pdu = 100: 0 or at least 4096" in failed.stdout
+    missing = run_cli("config", "check", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 1 and "no such configuration file" in missing.stdout
+
+
+def test_plugins_cli_lists_versions_and_disabled(tmp_path: Path):
+    config = tmp_path / "c.toml"
+    config.write_text('[plugins]\ndisabled = ["storage"]\n')
+    out = run_cli("--config", str(config), "--data-dir", str(tmp_path / "var"), "plugins")
+    lines = {line.split()[0]: line for line in out.stdout.splitlines()[1:]}
+    assert "disabled" in lines["storage"] and "1.0.0" in lines["verification"]
+
+
+def test_conformance_is_generated_from_loaded_plugins(tmp_path: Path):
+    out = run_cli("--data-dir", str(tmp_path / "var"), "conformance", "--json")
+    import json
+
+    rows = json.loads(out.stdout)
+    uids = {r["uid"] for r in rows}
+    assert "1.3.12.2.1107.5.9.1" in uids and "1.2.840.10008.1.1" in uids
+    assert "1.2.840.10008.5.1.4.1.1.88.67" in uids  # X-Ray Radiation Dose SR
+    assert len([r for r in rows if r["service"] == "Storage"]) > 86

@@ -1,0 +1,182 @@
+"""The small pieces the hot path rests on: command codec, completeness walk, job queue."""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from dicombox.core.completeness import Truncated, check_complete, read_stored_header
+from dicombox.core.events import EventBus
+from dicombox.core.index.engine import open_engine, sqlite_url
+from dicombox.core.jobs import (
+    FAILED,
+    QUEUED,
+    JobQueue,
+    JobRunner,
+    PermanentJobError,
+    TransientJobError,
+)
+from dicombox.core.net import commands
+from dicombox.core.store import file_meta
+
+
+def test_command_round_trip_matches_pydicom():
+    raw = commands.encode_command(
+        CommandField=commands.C_STORE_RQ,
+        MessageID=7,
+        Priority=0,
+        CommandDataSetType=0,
+        AffectedSOPClassUID="1.2.840.10008.5.1.4.1.1.2",
+        AffectedSOPInstanceUID="1.2.3.4",
+    )
+    ds = pydicom.dcmread(io.BytesIO(raw), force=True)
+    assert ds.CommandField == 1 and ds.MessageID == 7 and ds.CommandGroupLength == len(raw) - 12
+    assert ds.AffectedSOPInstanceUID == "1.2.3.4"
+    decoded = commands.decode_command(raw)
+    assert (decoded.field, decoded.MessageID, decoded.has_dataset) == (1, 7, True)
+
+
+def test_command_errors():
+    with pytest.raises(commands.CommandError):
+        commands.decode_command(struct.pack("<HHI", 0, 0x100, 40) + b"\x01\x00")
+    with pytest.raises(commands.CommandError):
+        commands.decode_command(commands.encode_command(MessageID=1))  # no command field
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_bigendian.dcm",
+        "JPEG2000.dcm",
+        "rtplan.dcm",
+        "reportsi.dcm",
+    ],
+)
+def test_completeness_walk_accepts_whole_and_rejects_cut(name, tmp_path: Path):
+    path = Path(get_testdata_file(name))
+    ds = pydicom.dcmread(path)
+    ds.save_as(tmp_path / "whole.dcm", enforce_file_format=True)
+    read_stored_header(tmp_path / "whole.dcm")
+    raw = (tmp_path / "whole.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(raw[: len(raw) - 7])
+    with pytest.raises(Truncated):
+        read_stored_header(tmp_path / "cut.dcm")
+
+
+def test_completeness_of_undefined_length_items():
+    # An SQ of undefined length with one undefined-length item, implicit VR.
+    item = struct.pack("<HHI", 0x0008, 0x0100, 2) + b"AB"
+    body = (
+        struct.pack("<HHI", 0x0008, 0x1140, 0xFFFFFFFF)
+        + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+        + item
+        + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+        + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    )
+    check_complete(io.BytesIO(body), 0, len(body), explicit=False, little=True)
+    with pytest.raises(Truncated):
+        check_complete(io.BytesIO(body[:-8]), 0, len(body) - 8, explicit=False, little=True)
+
+
+def test_file_meta_reads_back_with_pydicom():
+    header = file_meta(
+        "1.2.840.10008.5.1.4.1.1.2", "1.2.3", "1.2.840.10008.1.2.1", "CT01", "2.25.1", "DICOMBOX_1"
+    )
+    meta = pydicom.dcmread(io.BytesIO(header), force=True).file_meta
+    assert meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert meta.SourceApplicationEntityTitle == "CT01"
+    assert meta.MediaStorageSOPInstanceUID == "1.2.3"
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> JobQueue:
+    return JobQueue(
+        __import__("dicombox.core.index.study_index", fromlist=["StudyIndex"])
+        .StudyIndex(open_engine(sqlite_url(tmp_path)))
+        .engine
+    )
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_jobs_retry_with_backoff_then_succeed(queue: JobQueue):
+    calls: list[int] = []
+
+    def flaky(job, progress):
+        calls.append(job.attempts)
+        progress(f"try {job.attempts}")
+        if job.attempts < 3:
+            raise TransientJobError("peer down")
+
+    job_id = queue.enqueue("flaky", {}, max_attempts=5, retry_delay_s=0.1)
+    runner = JobRunner(queue, {"flaky": flaky}, EventBus(), poll_s=0.05)
+    runner.start()
+    try:
+        wait_for(lambda: queue.get(job_id).state == "done")
+    finally:
+        runner.stop()
+    assert calls == [1, 2, 3]
+    assert queue.get(job_id).progress == "try 3"
+
+
+def test_permanent_failure_is_not_retried(queue: JobQueue):
+    def broken(job, progress):
+        raise PermanentJobError("unknown destination")
+
+    job_id = queue.enqueue("broken", {}, max_attempts=5, retry_delay_s=0.01)
+    runner = JobRunner(queue, {"broken": broken}, EventBus(), poll_s=0.05)
+    runner.start()
+    try:
+        wait_for(lambda: queue.get(job_id).state == FAILED)
+    finally:
+        runner.stop()
+    job = queue.get(job_id)
+    assert job.attempts == 1 and "unknown destination" in job.last_error
+    assert queue.retry(job_id) and queue.get(job_id).state == QUEUED
+
+
+def test_jobs_of_one_queue_run_one_at_a_time(queue: JobQueue):
+    running, overlap = set(), []
+    lock = threading.Lock()
+
+    def slow(job, progress):
+        with lock:
+            if running:
+                overlap.append(job.id)
+            running.add(job.id)
+        time.sleep(0.1)
+        with lock:
+            running.discard(job.id)
+
+    ids = [queue.enqueue("slow", {}, queue="printer-1") for _ in range(4)]
+    runner = JobRunner(queue, {"slow": slow}, EventBus(), threads=3, poll_s=0.02)
+    runner.start()
+    try:
+        wait_for(lambda: all(queue.get(i).state == "done" for i in ids))
+    finally:
+        runner.stop()
+    assert overlap == []
+
+
+def test_interrupted_jobs_are_requeued(queue: JobQueue):
+    job_id = queue.enqueue("x", {})
+    assert queue.claim({"x"}, set()).id == job_id
+    assert queue.get(job_id).state == "running"
+    assert queue.recover_interrupted() == 1
+    assert queue.get(job_id).state == QUEUED
