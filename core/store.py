@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -163,21 +164,37 @@ class InstanceStore:
         return "/".join(("studies", *parts, uid_path_part(sop_uid) + ".dcm"))
 
     def place(
-        self, incoming: IncomingFile, study_uid: str, series_uid: str, sop_uid: str, copy: int = 0
-    ) -> str:
+        self,
+        incoming: IncomingFile,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str,
+        on_conflict: Callable[[], int | None],
+    ) -> str | None:
         """Move a complete file to its final place and make it durable; returns its path
-        relative to the store root. Whatever stood at that path is replaced: the index,
-        not the file system, says which instances are stored (so a half-written file
-        left by a power cut is simply overwritten by the peer's retry). ``copy`` > 0
-        places a kept-both duplicate beside the first."""
+        relative to the store root.
+
+        A hard link creates the final name only if it is free, so the common case needs
+        no index lookup. When a file stands there already, ``on_conflict()`` decides:
+        ``None`` keeps the old file (the new one is dropped and None returned), ``0``
+        replaces it, ``n`` > 0 keeps both, the new one as copy n."""
         relpath = self.relpath_for(study_uid, series_uid, sop_uid)
-        if copy:  # UIDs hold dots, so a copy number gets a separator no UID can contain
-            relpath = f"{relpath[: -len('.dcm')]}{COPY_MARK}{copy}.dcm"
         target = self.root / relpath
         directory = target.parent
         if not directory.is_dir():
             _make_dirs_durably(directory)
-        os.replace(incoming.path, target)
+        try:
+            os.link(incoming.path, target)
+            os.unlink(incoming.path)
+        except FileExistsError:
+            copy = on_conflict()
+            if copy is None:
+                incoming.discard()
+                return None
+            if copy:  # UIDs hold dots, so a copy number gets a separator no UID can contain
+                relpath = f"{relpath[: -len('.dcm')]}{COPY_MARK}{copy}.dcm"
+                target = self.root / relpath
+            os.replace(incoming.path, target)
         incoming.path = target
         try:
             incoming.sync_and_close()

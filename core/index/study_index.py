@@ -33,6 +33,7 @@ class StudyIndex:
         self.engine = engine
         self.version = migrate(engine)
         self._series_pk: dict[str, int] = {}  # series UID -> row id, for this process
+        self._insert_instance = schema.instances.insert()
 
     # ------------------------------------------------------------------ writing
     def add_instance(
@@ -73,7 +74,7 @@ class StudyIndex:
                                 t.c.sop_instance_uid == row["sop_instance_uid"], t.c.copy == copy
                             )
                         )
-                    conn.execute(t.insert().values(**row, series_pk=series_pk))
+                    conn.execute(self._insert_instance, {**row, "series_pk": series_pk})
                 break
             except IntegrityError:
                 # A series row this process remembered is gone, or another writer (a

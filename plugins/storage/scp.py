@@ -129,20 +129,28 @@ class StorageSCP:
     ) -> tuple[int, str, dict[str, Any]]:
         sop_uid = str(ds.SOPInstanceUID)
         box, policy = self.box, self.policy
-        copies = box.index.copies_of(sop_uid)
-        duplicate = copies > 0
-        if duplicate and policy in ("keep-first", "reject"):
-            sink.discard()
-            status = DUPLICATE if policy == "reject" else SUCCESS
-            return status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
-        copy = copies if policy == "keep-both" else 0
+        copies = 0
+
+        def on_conflict() -> int | None:
+            # A file already has this instance's name: a duplicate, or (if the index does
+            # not know it) what a power cut left half-written, which the new copy replaces.
+            nonlocal copies
+            copies = box.index.copies_of(sop_uid)
+            if copies == 0 or policy == "replace":
+                return 0
+            return copies if policy == "keep-both" else None
+
         size = sink.header_length + sink.size
         try:
             relpath = box.store.place(
-                sink, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), sop_uid, copy
+                sink, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), sop_uid, on_conflict
             )
         except StoreFull as exc:
             return OUT_OF_RESOURCES, str(exc), {}
+        if relpath is None:
+            status = DUPLICATE if policy == "reject" else SUCCESS
+            return status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
+        duplicate = copies > 0
         try:
             stored = box.index.add_instance(
                 ds,
@@ -151,7 +159,7 @@ class StorageSCP:
                 transfer_syntax_uid=request.context.transfer_syntax,
                 calling_ae=request.peer.calling_ae,
                 replace=duplicate and policy == "replace",
-                copy=copy,
+                copy=copies if duplicate and policy == "keep-both" else 0,
             )
         except Exception as exc:  # the index is down or locked past its timeout
             log.exception("indexing %s failed", sop_uid)
