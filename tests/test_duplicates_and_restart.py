@@ -120,3 +120,13 @@ def test_unknown_uid_characters_never_reach_a_path(box):
     (path,) = (box.data_dir / "studies").rglob("*.dcm")
     assert ".." not in path.relative_to(box.data_dir).as_posix()
     assert path.parent.parent.name.startswith("x")
+
+
+def test_a_file_removed_by_hand_is_restored_by_the_next_send(box):
+    ds = small_ct()
+    assert store(box, ds) == 0
+    (path,) = (box.data_dir / "studies").rglob("*.dcm")
+    path.unlink()
+    assert store(box, ds) == 0
+    assert pydicom.dcmread(path).SOPInstanceUID == ds.SOPInstanceUID
+    assert len(rows(box, "select id from instances")) == 1

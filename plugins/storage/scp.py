@@ -14,6 +14,7 @@ from typing import Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from sqlalchemy.exc import IntegrityError
 
 from dicombox.core.box import Box
 from dicombox.core.completeness import Truncated, read_checked_header
@@ -161,6 +162,11 @@ class StorageSCP:
                 replace=duplicate and policy == "replace",
                 copy=copies if duplicate and policy == "keep-both" else 0,
             )
+        except IntegrityError:
+            # The index knows the instance but its file was gone (removed by hand): the
+            # new file has just taken its place, which restores it.
+            log.warning("instance %s was indexed without its file; file restored", sop_uid)
+            return SUCCESS, "", {"path": relpath, "restored": True}
         except Exception as exc:  # the index is down or locked past its timeout
             log.exception("indexing %s failed", sop_uid)
             if not duplicate:
