@@ -11,7 +11,7 @@ import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 
-from dicombox.core.net import commands, pdu
+from dicombox.core.net import pdu
 from tests.conftest import require
 from tests.support import rawclient
 from tests.support.peers import run
@@ -119,14 +119,7 @@ def test_connection_dropped_mid_data_set_leaves_nothing(box):
     ds = small_ct()
     data = encoded(ds)
     sock, _ = rawclient.associate(box.port, CTImageStorage, ExplicitVRLittleEndian)
-    command = commands.encode_command(
-        CommandField=commands.C_STORE_RQ,
-        MessageID=1,
-        Priority=0,
-        CommandDataSetType=0,
-        AffectedSOPClassUID=CTImageStorage,
-        AffectedSOPInstanceUID=str(ds.SOPInstanceUID),
-    )
+    command = rawclient.store_command(CTImageStorage, str(ds.SOPInstanceUID))
     fragment = pdu.p_data_pdus(1, data, False, 0)[0]
     sock.sendall(pdu.p_data_pdus(1, command, True, 0)[0] + fragment[: len(fragment) // 2])
     sock.shutdown(socket.SHUT_RDWR)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dicombox.core.config import ConfigError, load_config, parse_config
+from tests.support.boxproc import run_cli
 
 
 def test_an_empty_file_runs_on_defaults(tmp_path: Path):
@@ -43,12 +42,6 @@ def test_errors_name_key_value_and_rule(toml: str, message: str):
     with pytest.raises(ConfigError) as caught:
         parse_config(tomllib.loads(toml))
     assert message in str(caught.value)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dicombox.core.cli", *args], capture_output=True, text=True
-    )
 
 
 def test_config_check_cli(tmp_path: Path):

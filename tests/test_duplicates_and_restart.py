@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 
 import pydicom
 import pytest
@@ -98,11 +96,7 @@ def test_unclean_stop_reindexes_files_the_index_lost(make_box):
 
 
 def test_reindex_cli_refuses_while_running(box):
-    out = subprocess.run(
-        [sys.executable, "-m", "dicombox.core.cli", "--data-dir", str(box.data_dir), "reindex"],
-        capture_output=True,
-        text=True,
-    )
+    out = box.cli("reindex")
     assert out.returncode == 1 and "stop the box first" in out.stdout
 
 

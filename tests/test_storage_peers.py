@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -52,21 +51,7 @@ def dataset_bytes(path: Path) -> tuple[str, bytes]:
 
 
 def studies(box) -> list[dict]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dicombox.core.cli",
-            "--data-dir",
-            str(box.data_dir),
-            "studies",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
+    return json.loads(box.cli("studies", "--json").stdout)
 
 
 def stored_file(box, path: Path) -> Path:
@@ -216,11 +201,7 @@ def test_studies_cli_lists_patient_date_modality_counts(box, tmp_path):
     require("storescu")
     files = write_ct_series(tmp_path / "ct", 3, rows=64, columns=64, patient="DOE^JANE")
     assert storescu(box.port, files).returncode == 0
-    out = subprocess.run(
-        [sys.executable, "-m", "dicombox.core.cli", "--data-dir", str(box.data_dir), "studies"],
-        capture_output=True,
-        text=True,
-    )
+    out = box.cli("studies")
     line = next(x for x in out.stdout.splitlines() if "DOE^JANE" in x)
     assert "20261123" in line and " CT " in line and " 3 " in line
 
@@ -231,20 +212,7 @@ def test_dicombox_echo_reaches_a_dcmtk_peer(box, tmp_path):
     peer = popen(["storescp", "-od", tmp_path, str(port)])
     try:
         time.sleep(0.5)
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "dicombox.core.cli",
-                "--data-dir",
-                str(box.data_dir),
-                "echo",
-                "127.0.0.1",
-                str(port),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        out = box.cli("echo", "127.0.0.1", str(port))
         assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr
     finally:
         peer.terminate()

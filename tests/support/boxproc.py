@@ -59,6 +59,10 @@ class RunningBox:
             time.sleep(0.05)
         raise RuntimeError(f"dicombox did not become ready:\n{self.output()}")
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a ``dicombox`` command against this box's data."""
+        return run_cli("--data-dir", str(self.data_dir), *args)
+
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
@@ -119,3 +123,9 @@ def rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dicombox.core.cli", *args], capture_output=True, text=True
+    )

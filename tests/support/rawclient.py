@@ -71,9 +71,8 @@ def read_pdu(sock: socket.socket) -> tuple[int, bytes]:
     return pdu_type, read_exact(sock, length)
 
 
-def c_store(sock: socket.socket, sop_class: str, sop_instance: str, dataset: bytes) -> int:
-    """Send one C-STORE-RQ on context 1 and return the response status."""
-    command = commands.encode_command(
+def store_command(sop_class: str, sop_instance: str) -> bytes:
+    return commands.encode_command(
         CommandField=commands.C_STORE_RQ,
         MessageID=1,
         Priority=0,
@@ -81,6 +80,11 @@ def c_store(sock: socket.socket, sop_class: str, sop_instance: str, dataset: byt
         AffectedSOPClassUID=sop_class,
         AffectedSOPInstanceUID=sop_instance,
     )
+
+
+def c_store(sock: socket.socket, sop_class: str, sop_instance: str, dataset: bytes) -> int:
+    """Send one C-STORE-RQ on context 1 and return the response status."""
+    command = store_command(sop_class, sop_instance)
     out = pdu.p_data_pdus(1, command, True, 16384) + pdu.p_data_pdus(1, dataset, False, 16384)
     sock.sendall(b"".join(out))
     pdu_type, body = read_pdu(sock)
