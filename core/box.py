@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ class Box:
     jobs: JobQueue
     audit: AuditTrail
     role: str = "cli"  # supervisor | worker | cli
-    extras: dict[str, Any] = field(default_factory=dict)  # per-process plugin state
 
     @property
     def hook(self) -> Any:

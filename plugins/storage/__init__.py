@@ -5,6 +5,8 @@ Later: the forwarding SCU and transcoding join this plugin.
 
 from __future__ import annotations
 
+import os
+
 from dicombox.core import hookimpl
 from dicombox.core.box import Box
 from dicombox.core.net.commands import C_STORE_RQ
@@ -67,7 +69,5 @@ def dicombox_status(box: Box) -> list[str]:
 
 
 def _capacity(box: Box) -> int:
-    import os
-
     st = os.statvfs(box.store.root)
     return st.f_blocks * st.f_frsize
