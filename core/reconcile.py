@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicombox.core.box import Box
-from dicombox.core.completeness import read_stored_header
+from dicombox.core.header import read_stored_header
 from dicombox.core.store import copy_number
 
 log = logging.getLogger("dicombox.reconcile")
@@ -39,7 +39,7 @@ def reconcile(box: Box) -> ReconcileReport:
         if relpath in known:
             continue
         try:
-            ds = read_stored_header(path)
+            ds = read_stored_header(path, box.index.header_tags)
             copy = copy_number(path)
             box.index.add_instance(
                 ds,

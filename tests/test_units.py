@@ -12,8 +12,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from dicombox.core.completeness import Truncated, check_complete, read_stored_header
 from dicombox.core.events import EventBus
+from dicombox.core.header import Truncated, check_complete, read_stored_header
+from dicombox.core.index.attributes import INDEXED_TAGS
 from dicombox.core.index.engine import open_engine, sqlite_url
 from dicombox.core.jobs import (
     FAILED,
@@ -65,11 +66,13 @@ def test_completeness_walk_accepts_whole_and_rejects_cut(name, tmp_path: Path):
     path = Path(get_testdata_file(name))
     ds = pydicom.dcmread(path)
     ds.save_as(tmp_path / "whole.dcm", enforce_file_format=True)
-    read_stored_header(tmp_path / "whole.dcm")
+    whole = read_stored_header(tmp_path / "whole.dcm", INDEXED_TAGS)
+    assert whole.SOPInstanceUID == ds.SOPInstanceUID and whole.PatientName == ds.PatientName
+    assert "PixelData" not in whole
     raw = (tmp_path / "whole.dcm").read_bytes()
     (tmp_path / "cut.dcm").write_bytes(raw[: len(raw) - 7])
     with pytest.raises(Truncated):
-        read_stored_header(tmp_path / "cut.dcm")
+        read_stored_header(tmp_path / "cut.dcm", INDEXED_TAGS)
 
 
 def test_completeness_of_undefined_length_items():
@@ -180,3 +183,24 @@ def test_interrupted_jobs_are_requeued(queue: JobQueue):
     assert queue.get(job_id).state == "running"
     assert queue.recover_interrupted() == 1
     assert queue.get(job_id).state == QUEUED
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "chrH31.dcm",
+        "chrFren.dcm",
+        "chrGreek.dcm",
+        "chrArab.dcm",
+        "chrX1.dcm",
+        "chrJapMulti.dcm",
+    ],
+)
+def test_header_scan_decodes_character_sets_like_pydicom(name, tmp_path: Path):
+    from pydicom.data import get_charset_files
+
+    (source,) = get_charset_files(name)
+    ds = pydicom.dcmread(source)
+    ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
+    scanned = read_stored_header(tmp_path / "x.dcm", INDEXED_TAGS)
+    assert str(scanned.PatientName) == str(ds.PatientName)

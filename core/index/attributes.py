@@ -138,3 +138,24 @@ def _extra_json(ds: Dataset, keywords: tuple[str, ...]) -> str:
         if keyword in ds:
             subset[keyword] = ds[keyword]
     return json.dumps(subset.to_json_dict()) if len(subset) else "{}"
+
+
+def _tags_of(keywords: set[str]) -> frozenset[int]:
+    from pydicom.datadict import tag_for_keyword
+
+    return frozenset(t for t in (tag_for_keyword(k) for k in keywords) if t is not None)
+
+
+# Every top-level element the index reads: what a header scan must keep.
+INDEXED_TAGS = _tags_of(
+    {keyword for columns in LEVEL_COLUMNS.values() for keyword in columns.values()}
+    | {keyword for keywords in RETURN_ONLY.values() for keyword in keywords}
+    | {
+        "SpecificCharacterSet",
+        "RequestAttributesSequence",
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+    }
+)

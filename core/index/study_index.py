@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from dicombox.core.index import schema
-from dicombox.core.index.attributes import level_values
+from dicombox.core.index.attributes import INDEXED_TAGS, level_values
 from dicombox.core.index.engine import write_transaction
 from dicombox.core.index.migrations import migrate
 
@@ -29,6 +29,9 @@ class StoredInstance:
 
 
 class StudyIndex:
+    # The top-level elements ``add_instance`` reads: all a header scan needs to keep.
+    header_tags = INDEXED_TAGS
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.version = migrate(engine)

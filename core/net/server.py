@@ -12,6 +12,7 @@ import os
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from dicombox.core.config import NetworkSection
@@ -20,6 +21,7 @@ from dicombox.core.net.policy import AssociationPolicy, AssociationSlots
 from dicombox.core.net.registry import ServiceRegistry
 
 log = logging.getLogger("dicombox.server")
+ACCEPT_DELAY_S = 0.002  # per association a worker already carries
 
 
 def make_listener(bind: str, port: int) -> socket.socket:
@@ -72,6 +74,11 @@ class AssociationServer:
                 for key, _ in sel.select():
                     if key.fd == self._wake_r:
                         return
+                    # Every worker wakes for a new connection; a busy one holds back a
+                    # little so an idle one takes it, and associations spread over the
+                    # processes (and so the cores) instead of queueing behind one GIL.
+                    if self.active:
+                        time.sleep(ACCEPT_DELAY_S * min(self.active, 4))
                     self._accept_one()
 
     def _accept_one(self) -> None:

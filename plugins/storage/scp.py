@@ -17,7 +17,7 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy.exc import IntegrityError
 
 from dicombox.core.box import Box
-from dicombox.core.completeness import Truncated, read_checked_header
+from dicombox.core.header import Truncated, scan_header
 from dicombox.core.net.service import Reply, Request
 from dicombox.core.store import IncomingFile, StoreFull, file_meta
 
@@ -102,11 +102,12 @@ class StorageSCP:
             sink.discard()
             return OUT_OF_RESOURCES, "the data volume filled up while receiving", {}
         try:
-            ds = read_checked_header(
+            ds = scan_header(
                 sink.path,
                 sink.header_length,
                 sink.header_length + sink.size,
                 request.context.transfer_syntax,
+                self.box.index.header_tags,
             )
         except (
             InvalidDicomError,

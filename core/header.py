@@ -1,8 +1,11 @@
-"""Is a received data set whole? A walk over its element headers, values skipped.
+"""A received data set's header, read in one pass: is it whole, and what does it say?
 
 pydicom reads a data set cut short in its pixel data without complaint, so before the
 box answers success it walks every element header (into sequences and encapsulated
-pixel data) and checks that each value fits inside the file. Values are never read.
+pixel data) and checks that each value fits inside the file. On the way it keeps the raw
+value of the few top-level elements the box needs (UIDs, the index's keys) and skips
+every other value. Those become a pydicom Dataset that converts them only when asked,
+so the hot path never runs a full parse.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import dcmread
+from pydicom.charset import convert_encodings
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 _LONG_VRS = {
@@ -40,11 +46,16 @@ class Truncated(ValueError):
 
 
 class _Walker:
-    def __init__(self, f: BinaryIO, end: int, explicit: bool, little: bool) -> None:
+    def __init__(
+        self, f: BinaryIO, end: int, explicit: bool, little: bool, wanted: frozenset[int]
+    ) -> None:
         self.f = f
         self.end = end
         self.explicit = explicit
+        self.little = little
         self.order = "<" if little else ">"
+        self.wanted = wanted
+        self.found: dict[int, RawDataElement] = {}
 
     def _read(self, pos: int, n: int) -> bytes:
         if pos + n > self.end:
@@ -78,18 +89,37 @@ class _Walker:
                 (length,) = struct.unpack(self.order + "I", self._read(pos + 4, 4))
                 header = 8
             pos += header
+            keep = not in_item and tag in self.wanted
             if length == _UNDEFINED:
+                start = pos
                 pos = self.sequence(pos, implicit_items=vr == b"UN")
+                if keep:  # the items, without the sequence delimiter pydicom does not want
+                    self._keep(tag, vr, _UNDEFINED, start, pos - 8 - start, header)
             else:
                 if pos + length > end:
                     raise Truncated(
                         f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) of {length} bytes "
                         f"runs past the end of the data set"
                     )
+                if keep:
+                    self._keep(tag, vr, length, pos, length, header)
                 pos += length
         if in_item:
             raise Truncated("item of undefined length has no delimiter")
         return pos
+
+    def _keep(self, tag: int, vr: bytes, length: int, at: int, size: int, header: int) -> None:
+        self.f.seek(at)
+        value = self.f.read(size)
+        self.found[tag] = RawDataElement(
+            BaseTag(tag),
+            vr.decode("ascii") if vr else None,
+            length,
+            value,
+            at - header,
+            not self.explicit,
+            self.little,
+        )
 
     def sequence(self, pos: int, implicit_items: bool) -> int:
         """Walk the items of a sequence (or encapsulated pixel data) of undefined length."""
@@ -114,36 +144,42 @@ class _Walker:
 
 def check_complete(f: BinaryIO, start: int, end: int, explicit: bool, little: bool) -> None:
     """Raise ``Truncated`` unless the data set in ``f[start:end]`` is whole."""
-    _Walker(f, end, explicit, little).dataset(start, end, in_item=False)
+    _Walker(f, end, explicit, little, frozenset()).dataset(start, end, in_item=False)
 
 
-def read_checked_header(
-    path: Path, dataset_offset: int, dataset_end: int, transfer_syntax: str
+def scan_header(
+    path: Path,
+    dataset_offset: int,
+    dataset_end: int,
+    transfer_syntax: str,
+    wanted: frozenset[int],
 ) -> Dataset:
-    """The header of a Part 10 file (up to its pixel data), once the data set is known to
-    be whole. Raises ``Truncated`` or pydicom's errors for what cannot be read."""
+    """Check that the data set is whole and return its ``wanted`` top-level elements as a
+    Dataset (converted lazily by pydicom). Raises ``Truncated`` or pydicom's errors."""
     ts = UID(transfer_syntax)
-    with open(path, "rb") as f:
-        if not ts.is_deflated:  # a deflated stream is checked by inflating it in pydicom
-            check_complete(
-                f,
-                dataset_offset,
-                dataset_end,
-                ts.is_implicit_VR is False,
-                ts.is_little_endian is not False,
-            )
-        f.seek(0)
-        return dcmread(f, stop_before_pixels=True, defer_size=4096)
+    if ts.is_deflated:  # a deflated stream can only be walked by inflating it: pydicom does
+        with open(path, "rb") as f:
+            return dcmread(f, stop_before_pixels=True, defer_size=4096)
+    explicit, little = ts.is_implicit_VR is False, ts.is_little_endian is not False
+    with open(path, "rb", buffering=16384) as f:
+        walker = _Walker(f, dataset_end, explicit, little, wanted)
+        walker.dataset(dataset_offset, dataset_end, in_item=False)
+    ds = Dataset(walker.found)
+    charset = ds.get("SpecificCharacterSet") if 0x00080005 in walker.found else None
+    ds.set_original_encoding(not explicit, little, convert_encodings(charset))
+    return ds
 
 
-def read_stored_header(path: Path) -> Dataset:
-    """``read_checked_header`` for a file of the store, whose layout is read from its meta."""
+def read_stored_header(path: Path, wanted: frozenset[int]) -> Dataset:
+    """``scan_header`` for a file of the store, whose layout is read from its meta."""
     with open(path, "rb") as f:
         head = f.read(144)
     if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
         raise Truncated(f"{path.name} has no DICOM file meta group length")
     (meta_length,) = struct.unpack("<I", head[140:144])
     meta = read_file_meta_info(path)
-    return read_checked_header(
-        path, 144 + meta_length, path.stat().st_size, str(meta.TransferSyntaxUID)
+    ds = scan_header(
+        path, 144 + meta_length, path.stat().st_size, str(meta.TransferSyntaxUID), wanted
     )
+    ds.file_meta = meta
+    return ds
