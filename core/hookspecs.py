@@ -44,9 +44,11 @@ def dicombox_local_ae_titles(box: Box) -> list[str]:
 
 @hookspec
 def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
-    """An instance was stored durably and indexed (a ``StoredInstance``; ``dataset`` is its
-    header, without pixel data). Runs in the network worker that stored it: queue jobs
-    here, do not do slow work."""
+    """An instance was stored durably and indexed (a ``StoredInstance``). ``dataset``
+    holds the header elements the index keeps: the UIDs and the patient, study, series
+    and instance keys. pydicom converts them lazily; for anything else, read the file at
+    ``instance.path``. Runs in the network worker that stored it: queue jobs here, do
+    not do slow work."""
 
 
 @hookspec

@@ -14,6 +14,7 @@ import os
 import re
 import struct
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -78,8 +79,10 @@ def file_meta(
 class IncomingFile:
     """A data set arriving into a temporary file; the DatasetSink of C-STORE."""
 
-    def __init__(self, path: Path, header: bytes) -> None:
+    def __init__(self, path: Path, header: bytes, flusher: Executor) -> None:
         self.path = path
+        self._flusher = flusher
+        self._synced: Future[None] | None = None
         self.header_length = len(header)
         self.size = 0
         self.full = False
@@ -107,12 +110,9 @@ class IncomingFile:
         self.size += len(chunk)
         self._write(chunk)
 
-    def close(self) -> None:
-        """The data set is complete. The descriptor stays open: ``InstanceStore.place``
-        renames the file into place first and then syncs it, so one journal commit
-        carries both the data and the new name."""
-
     def discard(self) -> None:
+        if self._synced is not None:
+            self._synced.exception()  # never close a descriptor a flush still uses
         self._close_fd()
         self.path.unlink(missing_ok=True)
 
@@ -121,11 +121,22 @@ class IncomingFile:
             os.close(self._fd)
             self._fd = None
 
+    def close(self) -> None:
+        """The data set is complete: start flushing it to disk in the background, so the
+        flush overlaps the header check that comes next. The descriptor stays open until
+        ``InstanceStore.place`` has given the file its name and waits for the flush."""
+        if self._fd is not None and not self.full:
+            self._synced = self._flusher.submit(os.fsync, self._fd)
+
     def sync_and_close(self) -> None:
-        """fsync the data (ENOSPC here still means the volume is full) and close."""
+        """Wait for the data to be on disk (ENOSPC here still means the volume is full)
+        and close."""
         assert self._fd is not None
         try:
-            os.fsync(self._fd)
+            if self._synced is None:
+                os.fsync(self._fd)
+            else:
+                self._synced.result()
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self.full = True
@@ -144,6 +155,7 @@ class InstanceStore:
         for d in (self.tmp, self.studies):
             d.mkdir(parents=True, exist_ok=True)
         self._counter = 0
+        self._flusher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
 
     def free_bytes(self) -> int:
         st = os.statvfs(self.root)
@@ -157,7 +169,7 @@ class InstanceStore:
             raise StoreFull(f"free space is below the {self.reserve_bytes >> 20} MB reserve")
         self._counter += 1
         name = f"{os.getpid()}-{id(self)}-{self._counter}.part"
-        return IncomingFile(self.tmp / name, header)
+        return IncomingFile(self.tmp / name, header, self._flusher)
 
     def relpath_for(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
         parts = (uid_path_part(study_uid), uid_path_part(series_uid))

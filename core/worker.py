@@ -36,6 +36,8 @@ def collect_services(box: Box) -> list[Service]:
 def build_server(box: Box, listener: socket.socket) -> AssociationServer:
     config = box.config
     registry = ServiceRegistry(collect_services(box), config.box.ae_title)
+    for title in registry.local_titles:  # build the context tables now, not on first call
+        registry.acceptor_contexts(title, [])
     policy = AssociationPolicy(config, registry.local_titles | set(box.local_ae_titles()))
     slots = AssociationSlots(box.run_dir / "slots", config.network.max_associations)
     return AssociationServer(listener, registry, policy, config.network, slots, box.bus.publish)
