@@ -24,6 +24,25 @@ from dicombox.core.sdnotify import notify, watchdog_interval_s
 
 log = logging.getLogger("dicombox.supervisor")
 RESTART_DELAY_S = 1.0
+WORKER_START_TIMEOUT_S = 60
+
+
+class _ReadyCounter:
+    """Counts "worker.ready" events, so the box says ready only when every worker is:
+    associations arriving earlier would all land on the first worker up."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self._all = threading.Event()
+
+    def __call__(self, _event: object) -> None:
+        self.count += 1
+        if self.count >= self.expected:
+            self._all.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._all.wait(timeout)
 
 
 class WorkerPool:
@@ -136,6 +155,8 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     channel = EventChannelServer(box.run_dir / "events.sock", box.bus)
     channel.start()
     workers = config.box.workers or os.cpu_count() or 1
+    started = _ReadyCounter(workers)
+    box.bus.subscribe("worker.ready", started)
     pool = WorkerPool(
         workers,
         listener.fileno(),
@@ -143,6 +164,13 @@ def serve(config_path: str | None, **overrides: Any) -> int:
         {k: v for k, v in overrides.items() if v is not None} | {"port": port},
     )
     pool.start()
+    if not started.wait(WORKER_START_TIMEOUT_S):
+        log.warning(
+            "only %d of %d network workers ready after %d s; going on",
+            started.count,
+            workers,
+            WORKER_START_TIMEOUT_S,
+        )
     handlers = {k: v for batch in box.hook.dicombox_jobs(box=box) for k, v in batch.items()}
     runner = JobRunner(box.jobs, handlers, box.bus)
     runner.start()

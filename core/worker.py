@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+    box.bus.publish("worker.ready", number=args.number)
     log.debug("worker %d accepting", args.number)
     server.serve_forever()
     left = server.drain(

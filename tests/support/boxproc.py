@@ -54,7 +54,6 @@ class RunningBox:
                 raise RuntimeError(f"dicombox exited with {self.proc.returncode}:\n{self.output()}")
             if ready.exists():
                 self.port = json.loads(ready.read_text())["port"]
-                time.sleep(0.3)  # the workers import their plugins after the socket is ready
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"dicombox did not become ready:\n{self.output()}")
