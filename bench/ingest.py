@@ -57,8 +57,8 @@ def measure_dcmtk(work: Path, files: list[Path], associations: int) -> float:
         proc.wait()
 
 
-def measure_dicombox(work: Path, files: list[Path], associations: int) -> float:
-    with RunningBox(work / f"box-{associations}") as box:
+def measure_dicombox(work: Path, files: list[Path], associations: int, workers: int) -> float:
+    with RunningBox(work / f"box-{associations}", workers=workers) as box:
         return send_parallel(box.port, files, associations, "DICOMBOX")
 
 
@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--mb", type=int, default=200, help="size of each multi-frame object")
     parser.add_argument("--rounds", type=int, default=3, help="best of N per measurement")
+    parser.add_argument("--workers", type=int, default=0, help="network workers (0: per core)")
     parser.add_argument(
         "--dir",
         help="where both peers write (default: a temporary folder); "
@@ -105,7 +106,9 @@ def main() -> None:
             for r in range(args.rounds):
                 run_dir = work / f"a{associations}-r{r}"
                 run_dir.mkdir()
-                best_box = min(best_box, measure_dicombox(run_dir, files, associations))
+                best_box = min(
+                    best_box, measure_dicombox(run_dir, files, associations, args.workers)
+                )
                 best_dcmtk = min(best_dcmtk, measure_dcmtk(run_dir, files, associations))
             box_rate, dcmtk_rate = len(files) / best_box, len(files) / best_dcmtk
             print(
