@@ -18,7 +18,7 @@ from dicombox.core import plugins as plugin_loader
 from dicombox.core.audit import AuditTrail
 from dicombox.core.config import Config, ConfigError, PluginsSection, load_config, load_section
 from dicombox.core.events import EventBus
-from dicombox.core.index.engine import open_engine, sqlite_url
+from dicombox.core.index.engine import close_engine, open_engine, sqlite_url
 from dicombox.core.index.study_index import StudyIndex
 from dicombox.core.jobs import JobQueue
 from dicombox.core.store import InstanceStore
@@ -61,7 +61,7 @@ class Box:
         return titles
 
     def close(self) -> None:
-        self.index.engine.dispose()
+        close_engine(self.index.engine)
         self.audit.close()
 
 

@@ -11,11 +11,13 @@ so the hot path never runs a full parse.
 from __future__ import annotations
 
 import struct
+from functools import cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.charset import convert_encodings
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
@@ -183,3 +185,29 @@ def read_stored_header(path: Path, wanted: frozenset[int]) -> Dataset:
     )
     ds.file_meta = meta
     return ds
+
+
+# Value representations whose bytes are plain ASCII whatever the character set: read
+# straight from the raw element, without pydicom's conversion (the hot path).
+_ASCII_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"}
+
+
+@cache
+def _tag_and_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return tag, dictionary_VR(tag)
+
+
+def value_of(ds: Dataset, keyword: str) -> Any:
+    """An element's value; ASCII ones straight from their raw bytes."""
+    tag, vr = _tag_and_vr(keyword)
+    if tag not in ds:
+        return None
+    element = ds.get_item(tag)
+    if isinstance(element, RawDataElement) and (element.VR or vr) in _ASCII_VRS:
+        raw = element.value or b""
+        return raw.decode("ascii", "replace").strip(" \x00")
+    if isinstance(element, RawDataElement) and (element.VR or vr) == "US" and element.value:
+        return struct.unpack("<H" if element.is_little_endian else ">H", element.value[:2])[0]
+    return ds[tag].value

@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from dicombox.core.index.engine import open_engine, sqlite_url
+from dicombox.core.index.engine import close_engine, open_engine, sqlite_url
 from dicombox.core.jobs import JobQueue
 from dicombox.core.net import pdu
 from tests.support import rawclient
@@ -68,7 +68,7 @@ def test_restart_keeps_index_and_queue(make_box):
     assert store(box, ds) == 0
     engine = open_engine(sqlite_url(box.data_dir.resolve()))
     job = JobQueue(engine).enqueue("nobody-runs-this", {"study": str(ds.StudyInstanceUID)})
-    engine.dispose()
+    close_engine(engine)
     box.kill()  # every process at once, no clean shutdown
     box.start()
     assert rows(box, "select sop_instance_uid from instances") == [(str(ds.SOPInstanceUID),)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pynetdicom import AE
 
-from dicombox.core.index.engine import open_engine, sqlite_url
+from dicombox.core.index.engine import close_engine, open_engine, sqlite_url
 from dicombox.core.jobs import JobQueue
 from tests.conftest import require
 from tests.support.boxproc import RunningBox, children_of
@@ -90,7 +90,7 @@ def test_status_and_jobs_commands(box):
     assert "stored: 0 studies, 0 instances" in status.stdout
     engine = open_engine(sqlite_url(box.data_dir.resolve()))
     job = JobQueue(engine).enqueue("forward", {"to": "pacs"}, queue="pacs")
-    engine.dispose()
+    close_engine(engine)
     (row,) = box.cli("jobs").stdout.splitlines()[1:]
     assert row.split()[:5] == [str(job), "forward", "pacs", "queued", "0/3"]
     assert box.cli("jobs", "cancel", str(job)).returncode == 0

@@ -8,6 +8,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from dicombox.core.header import value_of
 from dicombox.core.index import schema
 
 
@@ -107,10 +108,10 @@ def text_value(value: Any) -> str:
 def level_values(ds: Dataset, level: str) -> dict[str, Any]:
     """The column values of one level's row, read from the data set."""
     values: dict[str, Any] = {}
-    request = ds.get("RequestAttributesSequence")
+    request = ds.get("RequestAttributesSequence") if level == "series" else None
     for column, keyword in LEVEL_COLUMNS[level].items():
         source = request[0] if column in _FROM_REQUEST_ATTRIBUTES and request else ds
-        raw = source.get(keyword)  # by keyword, pydicom gives the value itself
+        raw = value_of(source, keyword)
         if column in _INTEGER_COLUMNS:
             try:
                 values[column] = int(raw or 0)

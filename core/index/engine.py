@@ -5,8 +5,9 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +84,34 @@ def _writer_lock(engine: Engine) -> _WriterLock | None:
         return lock
 
 
+# With SQLite a process's writers take turns (the mutex above), so one connection per
+# engine serves them all and no pool checkout is paid per write.
+_write_connections: weakref.WeakKeyDictionary[Engine, Connection] = weakref.WeakKeyDictionary()
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One write transaction, holding SQLite's write lock from its start."""
     lock = _writer_lock(engine)
-    with lock.held() if lock else nullcontext(), engine.connect() as conn:
-        conn.execution_options(immediate=True)
+    if lock is None:  # a server database: its own locking, a pooled connection
+        with engine.connect() as conn, conn.begin():
+            yield conn
+        return
+    with lock.held():
+        conn = _write_connections.get(engine)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = _write_connections[engine] = engine.connect()
+            conn.execution_options(immediate=True)
         with conn.begin():
             yield conn
+
+
+def close_engine(engine: Engine) -> None:
+    """Close the shared write connection and the pool."""
+    conn = _write_connections.pop(engine, None)
+    if conn is not None:
+        conn.close()
+    engine.dispose()
 
 
 def sqlite_url(data_dir: Path) -> str:

@@ -10,6 +10,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
+from dicombox.core.header import value_of
 from dicombox.core.index import schema
 from dicombox.core.index.attributes import INDEXED_TAGS, level_values
 from dicombox.core.index.engine import write_transaction
@@ -53,7 +54,7 @@ class StudyIndex:
         """Record one stored instance and the patient/study/series it belongs to, in one
         transaction. ``replace`` overwrites the row of an existing instance."""
         now = time.time()
-        series_uid = str(ds.SeriesInstanceUID)
+        series_uid = value_of(ds, "SeriesInstanceUID")
         row = level_values(ds, "instance") | {
             "path": path,
             "size": size,
@@ -92,7 +93,7 @@ class StudyIndex:
         return StoredInstance(
             row["sop_instance_uid"],
             row["sop_class_uid"],
-            str(ds.StudyInstanceUID),
+            value_of(ds, "StudyInstanceUID"),
             series_uid,
             path,
             copy,

@@ -17,7 +17,7 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy.exc import IntegrityError
 
 from dicombox.core.box import Box
-from dicombox.core.header import Truncated, scan_header
+from dicombox.core.header import Truncated, scan_header, value_of
 from dicombox.core.net.service import Reply, Request
 from dicombox.core.store import IncomingFile, StoreFull, file_meta
 
@@ -129,7 +129,7 @@ class StorageSCP:
     def _place(
         self, sink: IncomingFile, ds: pydicom.Dataset, request: Request
     ) -> tuple[int, str, dict[str, Any]]:
-        sop_uid = str(ds.SOPInstanceUID)
+        sop_uid = value_of(ds, "SOPInstanceUID")
         box, policy = self.box, self.policy
         copies = 0
 
@@ -145,7 +145,11 @@ class StorageSCP:
         size = sink.header_length + sink.size
         try:
             relpath = box.store.place(
-                sink, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), sop_uid, on_conflict
+                sink,
+                value_of(ds, "StudyInstanceUID"),
+                value_of(ds, "SeriesInstanceUID"),
+                sop_uid,
+                on_conflict,
             )
         except StoreFull as exc:
             return OUT_OF_RESOURCES, str(exc), {}
@@ -182,12 +186,16 @@ class StorageSCP:
 
 def _mismatch(ds: pydicom.Dataset, request: Request) -> str:
     """Why the data set does not fit its command (A900), or ''."""
-    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        if not str(ds.get(keyword, "") or "").strip():
+    uids = {k: str(value_of(ds, k) or "").strip() for k in _REQUIRED_UIDS}
+    for keyword, uid in uids.items():
+        if not uid:
             return f"data set has no {keyword}"
     command = request.command
-    if command.AffectedSOPClassUID and str(ds.SOPClassUID) != command.AffectedSOPClassUID:
-        return f"data set SOP class {ds.SOPClassUID} is not {command.AffectedSOPClassUID}"
-    if command.AffectedSOPInstanceUID and str(ds.SOPInstanceUID) != command.AffectedSOPInstanceUID:
+    if command.AffectedSOPClassUID and uids["SOPClassUID"] != command.AffectedSOPClassUID:
+        return f"data set SOP class {uids['SOPClassUID']} is not {command.AffectedSOPClassUID}"
+    if command.AffectedSOPInstanceUID and uids["SOPInstanceUID"] != command.AffectedSOPInstanceUID:
         return "data set SOP instance UID differs from the command's"
     return ""
+
+
+_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
