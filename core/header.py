@@ -40,6 +40,7 @@ _LONG_VRS = {
     b"UV",
 }
 _UNDEFINED = 0xFFFFFFFF
+HEAD_BYTES = 1 << 16
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
@@ -58,10 +59,16 @@ class _Walker:
         self.order = "<" if little else ">"
         self.wanted = wanted
         self.found: dict[int, RawDataElement] = {}
+        # The header usually sits in the first few kB: read it once and slice, and go to
+        # the file only for what lies past it (the pixel data's own header, say).
+        f.seek(0)
+        self.head = f.read(min(end, HEAD_BYTES))
 
     def _read(self, pos: int, n: int) -> bytes:
         if pos + n > self.end:
             raise Truncated(f"data set ends inside an element header at byte {pos}")
+        if pos + n <= len(self.head):
+            return self.head[pos : pos + n]
         self.f.seek(pos)
         return self.f.read(n)
 
@@ -111,8 +118,7 @@ class _Walker:
         return pos
 
     def _keep(self, tag: int, vr: bytes, length: int, at: int, size: int, header: int) -> None:
-        self.f.seek(at)
-        value = self.f.read(size)
+        value = self._read(at, size)
         self.found[tag] = RawDataElement(
             BaseTag(tag),
             vr.decode("ascii") if vr else None,
