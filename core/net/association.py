@@ -93,6 +93,8 @@ class AssociationAcceptor:
         self.offers: dict[str, Offer] = {}
         self._message: _Message | None = None
         self.messages = 0
+        self._handling = False  # a handler is producing responses
+        self._cancelled: set[int] = set()  # message IDs the peer sent C-CANCEL-RQ for
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> None:
@@ -279,23 +281,40 @@ class AssociationAcceptor:
             self.io.settimeout(
                 self.network.dimse_timeout_s if self._message else self.network.network_timeout_s
             )
-            pdu_type, length = self.io.read_pdu_header()
-            if pdu_type == pdu.P_DATA_TF:
-                self.io.read_p_data(
-                    length, self._on_pdv, self._on_chunk, self._on_pdv_end, self.network.max_pdu
-                )
-            elif pdu_type == pdu.A_RELEASE_RQ:
-                self.io.read_small_pdu_body(pdu_type, length)
-                if self._message is not None:
-                    log.warning("association %s released in the middle of a message", self.id)
-                self.io.send(pdu.release_rp())
-                return "released"
-            elif pdu_type == pdu.A_ABORT:
-                self.io.read_small_pdu_body(pdu_type, length)
-                log.info("association %s aborted by %s", self.id, self._who())
-                return "aborted"
-            else:
-                raise pdu.ProtocolError(f"unexpected {pdu.PDU_NAMES[pdu_type]} in an association")
+            ended = self._read_pdu()
+            if ended:
+                return ended
+
+    def _read_pdu(self) -> str:
+        """Read and act on one PDU; returns "released" or "aborted" when the association
+        ends with it, else ""."""
+        pdu_type, length = self.io.read_pdu_header()
+        if pdu_type == pdu.P_DATA_TF:
+            self.io.read_p_data(
+                length, self._on_pdv, self._on_chunk, self._on_pdv_end, self.network.max_pdu
+            )
+            return ""
+        if pdu_type == pdu.A_RELEASE_RQ:
+            self.io.read_small_pdu_body(pdu_type, length)
+            if self._message is not None or self._handling:
+                log.warning("association %s released in the middle of a message", self.id)
+            self.io.send(pdu.release_rp())
+            return "released"
+        if pdu_type == pdu.A_ABORT:
+            self.io.read_small_pdu_body(pdu_type, length)
+            log.info("association %s aborted by %s", self.id, self._who())
+            return "aborted"
+        raise pdu.ProtocolError(f"unexpected {pdu.PDU_NAMES[pdu_type]} in an association")
+
+    def _cancel_requested(self, message_id: int) -> bool:
+        """Between the responses to one request the peer may send only a C-CANCEL-RQ
+        (we agreed to one operation at a time): read what is there and say whether it
+        cancelled ``message_id``."""
+        while message_id not in self._cancelled and self.io.readable():
+            ended = self._read_pdu()
+            if ended:
+                raise pdu.PeerClosed(f"peer {ended} the association during an operation")
+        return message_id in self._cancelled
 
     def _on_pdv(self, pdv: pdu.PdvHeader, length: int) -> None:
         context = self.contexts.get(pdv.context_id)
@@ -361,7 +380,11 @@ class AssociationAcceptor:
         assert command is not None and self.peer is not None
         self.messages += 1
         if command.field == commands.C_CANCEL_RQ:
-            return  # nothing is in progress between messages: a late cancel needs no answer
+            # Noted for the operation in progress, if any; a late cancel needs no answer.
+            self._cancelled.add(command.MessageIDBeingRespondedTo)
+            return
+        if self._handling:
+            raise pdu.ProtocolError("a second request arrived while one was in progress")
         if command.field & 0x8000:
             log.info("association %s: unsolicited %s ignored", self.id, command.name)
             return
@@ -370,7 +393,14 @@ class AssociationAcceptor:
         if handler is None:
             self._respond(message.context, command, Reply(STATUS_UNRECOGNIZED_OPERATION))
             return
-        request = Request(command, message.context, self.peer, message.sink)
+        request = Request(
+            command,
+            message.context,
+            self.peer,
+            message.sink,
+            cancelled=lambda: self._cancel_requested(command.MessageID),
+        )
+        self._handling = True
         try:
             for reply in handler(request):
                 self._respond(message.context, command, reply)
@@ -383,6 +413,9 @@ class AssociationAcceptor:
                 command,
                 Reply(STATUS_PROCESSING_FAILURE, fields={"ErrorComment": str(exc)[:64]}),
             )
+        finally:
+            self._handling = False
+            self._cancelled.discard(command.MessageID)
 
     def _respond(self, context: AcceptedContext, request: commands.Command, reply: Reply) -> None:
         assert self.peer is not None

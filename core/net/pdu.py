@@ -129,6 +129,18 @@ class PduSocket:
             on_pdv_end(pdv)
             remaining -= 6 + value_length
 
+    def readable(self) -> bool:
+        """Has the peer sent something we have not read yet (buffered or on the socket)?
+        Never blocks: the socket is non-blocking for the look."""
+        previous = self.sock.gettimeout()
+        self.sock.settimeout(0.0)
+        try:
+            return bool(self._rfile.peek(1))
+        except (BlockingIOError, TimeoutError):
+            return False
+        finally:
+            self.sock.settimeout(previous)
+
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 

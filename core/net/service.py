@@ -97,6 +97,9 @@ class Request:
     context: AcceptedContext
     peer: Peer
     dataset: Any = None  # the closed DatasetSink, or None when no data set came
+    # Has the peer sent a C-CANCEL-RQ for this request? Handlers that answer with many
+    # pending responses (C-FIND, C-MOVE, C-GET) ask between them.
+    cancelled: Callable[[], bool] = lambda: False
 
 
 @dataclass
