@@ -1,0 +1,297 @@
+"""The C-FIND SCP: an identifier becomes one SQL query on the index; each row becomes a
+pending response. Files are never opened."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+from pydicom.uid import UID
+from sqlalchemy import Select, distinct, func, select
+
+from dicombox.core.box import Box
+from dicombox.core.index import schema
+from dicombox.core.net.service import Reply, Request
+from dicombox.plugins.qr.keys import KEYS, ORDER, TABLES, Key
+from dicombox.plugins.qr.matching import Match, match
+from dicombox.plugins.qr.models import BY_FIND_UID, TABLE_LEVEL, Model
+
+log = logging.getLogger("dicombox.qr")
+
+SUCCESS, PENDING, PENDING_WARNING, CANCELLED = 0x0000, 0xFF00, 0xFF01, 0xFE00
+OUT_OF_RESOURCES, IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS = 0xA700, 0xA900, 0xC000
+# A key below the query level in a hierarchical query: the status seed 002 answers.
+KEY_BELOW_LEVEL = 0x0106
+NOT_MATCHING = {
+    "QueryRetrieveLevel",
+    "SpecificCharacterSet",
+    "RetrieveAETitle",
+    "InstanceAvailability",
+    "TimezoneOffsetFromUTC",
+}
+
+
+class QueryError(Exception):
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+
+
+@dataclass
+class Query:
+    """A decoded C-FIND identifier, checked against its information model."""
+
+    model: Model
+    level: str
+    requested: list[str]  # keywords to answer, in identifier order
+    matches: list[tuple[Key, Match]] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+    charset: str = ""
+
+    @property
+    def table_level(self) -> str:
+        return TABLE_LEVEL[self.level]
+
+
+def decode_identifier(data: bytes, transfer_syntax: str) -> Dataset:
+    ts = UID(transfer_syntax)
+    return read_dataset(BytesIO(data), ts.is_implicit_VR, ts.is_little_endian)
+
+
+def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
+    ts = UID(transfer_syntax)
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = ts.is_implicit_VR, ts.is_little_endian
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def parse_query(identifier: Dataset, model: Model, case_insensitive: bool) -> Query:
+    level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+    if level not in model.levels:
+        raise QueryError(
+            IDENTIFIER_MISMATCH,
+            f"Query/Retrieve Level {level or '(none)'!r} is not one of "
+            f"{'/'.join(model.levels)} in the {model.name} model",
+        )
+    query = Query(model, level, [], charset=str(identifier.get("SpecificCharacterSet", "") or ""))
+    depth = model.levels.index(level)
+    for element in identifier:
+        keyword = element.keyword
+        if not keyword or element.tag.group in (0x0000, 0x0002) or element.tag.is_private:
+            continue
+        if keyword in NOT_MATCHING:
+            if keyword in ("RetrieveAETitle", "InstanceAvailability"):
+                query.requested.append(keyword)
+            continue
+        key = KEYS.get(keyword)
+        if key is None:
+            query.requested.append(keyword)
+            query.unsupported.append(keyword)
+            continue
+        if model.levels.index(model.key_level(key.table_level)) > depth:
+            raise QueryError(
+                KEY_BELOW_LEVEL,
+                f"{keyword} is a {model.key_level(key.table_level)} key, below "
+                f"the {level} level of this hierarchical query",
+            )
+        query.requested.append(keyword)
+        if element.VR == "SQ":
+            continue  # sequence keys are returned, not matched
+        if key.column is not None:
+            found = match(key.column, key.vr, element.value, case_insensitive)
+            if found is not None:
+                query.matches.append((key, found))
+        elif key.computed == "ModalitiesInStudy" and element.value:
+            found = match(schema.series.c.modality, "CS", element.value)
+            if found is not None:
+                query.matches.append((key, found))
+        elif element.value not in (None, "", []):
+            query.unsupported.append(keyword)  # a return-only key cannot narrow matches
+    return query
+
+
+def _computed(name: str) -> Any:
+    p, st, se, i = schema.patients, schema.studies, schema.series, schema.instances
+    if name == "NumberOfStudyRelatedSeries":
+        return select(func.count(se.c.id)).where(se.c.study_pk == st.c.id).scalar_subquery()
+    if name == "NumberOfStudyRelatedInstances":
+        return (
+            select(func.count(i.c.id))
+            .select_from(i.join(se, i.c.series_pk == se.c.id))
+            .where(se.c.study_pk == st.c.id)
+            .scalar_subquery()
+        )
+    if name == "NumberOfSeriesRelatedInstances":
+        return select(func.count(i.c.id)).where(i.c.series_pk == se.c.id).scalar_subquery()
+    if name == "NumberOfPatientRelatedStudies":
+        return select(func.count(st.c.id)).where(st.c.patient_pk == p.c.id).scalar_subquery()
+    if name == "NumberOfPatientRelatedSeries":
+        return (
+            select(func.count(se.c.id))
+            .select_from(se.join(st, se.c.study_pk == st.c.id))
+            .where(st.c.patient_pk == p.c.id)
+            .scalar_subquery()
+        )
+    if name == "NumberOfPatientRelatedInstances":
+        return (
+            select(func.count(i.c.id))
+            .select_from(i.join(se, i.c.series_pk == se.c.id).join(st, se.c.study_pk == st.c.id))
+            .where(st.c.patient_pk == p.c.id)
+            .scalar_subquery()
+        )
+    if name == "ModalitiesInStudy":
+        return (
+            select(func.group_concat(distinct(se.c.modality)))
+            .where(se.c.study_pk == st.c.id)
+            .scalar_subquery()
+        )
+    if name == "SOPClassesInStudy":
+        return (
+            select(func.group_concat(distinct(i.c.sop_class_uid)))
+            .select_from(i.join(se, i.c.series_pk == se.c.id))
+            .where(se.c.study_pk == st.c.id)
+            .scalar_subquery()
+        )
+    raise KeyError(name)
+
+
+def build_select(query: Query) -> Select[Any]:
+    base = query.table_level
+    levels = ORDER[: ORDER.index(base) + 1]
+    columns: list[Any] = []
+    for keyword in query.requested:
+        key = KEYS.get(keyword)
+        if key is None or key.table_level not in levels:
+            continue
+        if key.column is not None:
+            columns.append(key.column.label(keyword))
+        elif key.computed:
+            columns.append(_computed(key.computed).label(keyword))
+    for level in levels:
+        columns.append(TABLES[level].c.extra.label(f"extra:{level}"))
+    joined = TABLES[base]
+    for child, parent in zip(reversed(levels), reversed(levels[:-1]), strict=False):
+        joined = joined.join(TABLES[parent], TABLES[child].c[f"{parent}_pk"] == TABLES[parent].c.id)
+    stmt = select(*columns).select_from(joined)
+    for key, found in query.matches:
+        if key.computed == "ModalitiesInStudy":
+            se = schema.series
+            stmt = stmt.where(
+                select(se.c.id).where(se.c.study_pk == schema.studies.c.id, found.sql).exists()
+            )
+        elif key.table_level in levels:
+            stmt = stmt.where(found.sql)
+    if base == "instance":
+        stmt = stmt.where(schema.instances.c.copy == 0)  # a kept-both duplicate answers once
+    return stmt.order_by(TABLES[base].c.id)
+
+
+def _extra_value(row: dict[str, Any], keyword: str) -> Any:
+    key = KEYS[keyword]
+    raw = row.get(f"extra:{key.table_level}") or "{}"
+    element = json.loads(raw).get(f"{_tag_of(keyword):08X}")
+    if not element:
+        return None
+    return Dataset.from_json({f"{_tag_of(keyword):08X}": element})[keyword].value
+
+
+def _tag_of(keyword: str) -> int:
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    assert tag is not None
+    return tag
+
+
+class FindSCP:
+    def __init__(self, box: Box, max_matches: int, case_insensitive_names: bool) -> None:
+        self.box = box
+        self.max_matches = max_matches
+        self.case_insensitive = case_insensitive_names
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        model = BY_FIND_UID[request.context.abstract_syntax]
+        ts = request.context.transfer_syntax
+        try:
+            identifier = decode_identifier(request.dataset.data, ts)
+            query = parse_query(identifier, model, self.case_insensitive)
+        except QueryError as exc:
+            log.warning("C-FIND from %s refused: %s", request.peer.calling_ae, exc)
+            yield Reply(exc.status, fields={"ErrorComment": str(exc)[:64]})
+            return
+        except Exception as exc:  # an identifier pydicom cannot read
+            log.warning("C-FIND from %s: unreadable identifier: %s", request.peer.calling_ae, exc)
+            yield Reply(UNABLE_TO_PROCESS, fields={"ErrorComment": "identifier cannot be parsed"})
+            return
+        pending = PENDING_WARNING if query.unsupported else PENDING
+        sent = 0
+        levels = ORDER[: ORDER.index(query.table_level) + 1]
+        with self.box.index.engine.connect() as conn:
+            for row in conn.execute(build_select(query)).mappings():
+                values = dict(row)
+                if not all(
+                    found.check is None or found.check(str(values.get(key.keyword, "")))
+                    for key, found in query.matches
+                ):
+                    continue
+                if request.cancelled():
+                    yield Reply(CANCELLED)
+                    return
+                if self.max_matches and sent >= self.max_matches:
+                    too_many = f"more than {self.max_matches} matches; narrow the query"
+                    yield Reply(OUT_OF_RESOURCES, fields={"ErrorComment": too_many})
+                    return
+                yield Reply(
+                    pending, dataset=encode_identifier(self._response(query, values, levels), ts)
+                )
+                sent += 1
+        self.box.bus.publish(
+            "query.done",
+            calling_ae=request.peer.calling_ae,
+            level=query.level,
+            model=model.name,
+            matches=sent,
+        )
+        yield Reply(SUCCESS)
+
+    def _response(self, query: Query, row: dict[str, Any], levels: tuple[str, ...]) -> Dataset:
+        ds = Dataset()
+        ds.QueryRetrieveLevel = query.level
+        ascii_only = True
+        for keyword in query.requested:
+            key = KEYS.get(keyword)
+            if keyword == "RetrieveAETitle":
+                value: Any = self.box.config.box.ae_title
+            elif keyword == "InstanceAvailability":
+                value = "ONLINE"
+            elif key is None or key.table_level not in levels:
+                value = None
+            elif key.extra:
+                value = _extra_value(row, keyword)
+            else:
+                value = row.get(keyword)
+                if key.computed == "ModalitiesInStudy" or key.computed == "SOPClassesInStudy":
+                    value = [v for v in str(value or "").split(",") if v] or None
+                elif value is not None and key.vr in ("IS", "US", "UL") and value == "":
+                    value = None
+                elif isinstance(value, str) and "\\" in value:
+                    value = value.split("\\")
+            if key is not None and key.vr == "SQ":
+                value = []  # sequences are not held by the index: answered empty
+            setattr(ds, keyword, value if value not in ("",) else None)
+            if isinstance(value, str) and not value.isascii():
+                ascii_only = False
+        if not ascii_only:
+            ds.SpecificCharacterSet = "ISO_IR 192"
+        elif query.charset:
+            ds.SpecificCharacterSet = query.charset
+        return ds
