@@ -86,7 +86,11 @@ def parse_query(identifier: Dataset, model: Model, case_insensitive: bool) -> Qu
     depth = model.levels.index(level)
     for element in identifier:
         keyword = element.keyword
-        if not keyword or element.tag.group in (0x0000, 0x0002) or element.tag.is_private:
+        if element.tag.group in (0x0000, 0x0002):
+            continue
+        if not keyword or element.tag.is_private:
+            if not element.tag.is_private_creator:
+                query.unsupported.append(f"{element.tag}")  # not held: FF01, not echoed
             continue
         if keyword in NOT_MATCHING:
             if keyword in ("RetrieveAETitle", "InstanceAvailability"):
