@@ -39,6 +39,7 @@ from dicombox.core.net.policy import (
     Rejection,
 )
 from dicombox.core.net.registry import Offer, ServiceRegistry
+from dicombox.core.net.sending import StoredFile, send_store_request, syntaxes_to_offer
 from dicombox.core.net.service import (
     AcceptedContext,
     DatasetSink,
@@ -95,6 +96,8 @@ class AssociationAcceptor:
         self.messages = 0
         self._handling = False  # a handler is producing responses
         self._cancelled: set[int] = set()  # message IDs the peer sent C-CANCEL-RQ for
+        self._responses: dict[int, commands.Command] = {}  # answers to our sub-operations
+        self._sub_ids = itertools.count(1)
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> None:
@@ -306,6 +309,39 @@ class AssociationAcceptor:
             return "aborted"
         raise pdu.ProtocolError(f"unexpected {pdu.PDU_NAMES[pdu_type]} in an association")
 
+    def _store_back(self, item: StoredFile) -> int:
+        """One C-GET sub-operation: C-STORE ``item`` to the peer on this association, in a
+        context it opened for the SCP role, and wait for its answer."""
+        assert self.peer is not None
+        syntaxes = syntaxes_to_offer(item.transfer_syntax_uid)
+        context = next(
+            (
+                cx
+                for s in syntaxes
+                for cx in self.contexts.values()
+                if cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax == s
+            ),
+            None,
+        )
+        if context is None:
+            raise LookupError(
+                f"the peer opened no context for {item.sop_class_uid} in {item.transfer_syntax_uid}"
+            )
+        message_id = next(self._sub_ids)
+        send_store_request(
+            self.io,
+            context.context_id,
+            context.transfer_syntax,
+            self.peer.max_pdu,
+            item,
+            message_id,
+        )
+        while message_id not in self._responses:
+            ended = self._read_pdu()
+            if ended:
+                raise pdu.PeerClosed(f"peer {ended} the association during a C-GET")
+        return int(self._responses.pop(message_id).Status)
+
     def _cancel_requested(self, message_id: int) -> bool:
         """Between the responses to one request the peer may send only a C-CANCEL-RQ
         (we agreed to one operation at a time): read what is there and say whether it
@@ -383,11 +419,14 @@ class AssociationAcceptor:
             # Noted for the operation in progress, if any; a late cancel needs no answer.
             self._cancelled.add(command.MessageIDBeingRespondedTo)
             return
+        if command.field & 0x8000:
+            if self._handling:  # the answer to a sub-operation we sent (C-GET)
+                self._responses[command.MessageIDBeingRespondedTo] = command
+            else:
+                log.info("association %s: unsolicited %s ignored", self.id, command.name)
+            return
         if self._handling:
             raise pdu.ProtocolError("a second request arrived while one was in progress")
-        if command.field & 0x8000:
-            log.info("association %s: unsolicited %s ignored", self.id, command.name)
-            return
         offer = self.offers.get(message.context.abstract_syntax)
         handler = offer.service.handlers.get(command.field) if offer else None
         if handler is None:
@@ -399,6 +438,7 @@ class AssociationAcceptor:
             self.peer,
             message.sink,
             cancelled=lambda: self._cancel_requested(command.MessageID),
+            store_back=self._store_back,
         )
         self._handling = True
         try:

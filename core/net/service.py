@@ -100,6 +100,9 @@ class Request:
     # Has the peer sent a C-CANCEL-RQ for this request? Handlers that answer with many
     # pending responses (C-FIND, C-MOVE, C-GET) ask between them.
     cancelled: Callable[[], bool] = lambda: False
+    # C-STORE a stored file back to the peer on this association (C-GET sub-operations);
+    # returns the peer's status. None where the host cannot.
+    store_back: Callable[[Any], int] | None = None
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Query/Retrieve: C-FIND as SCP over the index, for the Patient Root, Study Root and
-Patient/Study Only models. (C-MOVE, C-GET and the SCU verbs join this plugin next.)"""
+"""Query/Retrieve as SCP for the Patient Root, Study Root and Patient/Study Only models:
+C-FIND answered from the index, C-MOVE to configured destinations, C-GET on the
+requestor's own association."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from dicombox.core import hookimpl
 from dicombox.core.box import Box
-from dicombox.core.net.commands import C_FIND_RQ
+from dicombox.core.net.commands import C_FIND_RQ, C_GET_RQ, C_MOVE_RQ
 from dicombox.core.net.service import Service, SupportedContext
 from dicombox.plugins.qr.find import FindSCP
 from dicombox.plugins.qr.models import MODELS
+from dicombox.plugins.qr.retrieve import RetrieveSCP
 
 __version__ = "0.1.0"
 SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
@@ -33,12 +35,23 @@ def dicombox_config_sections() -> dict[str, type]:
 def dicombox_services(box: Box) -> list[Service]:
     settings: QRSection = box.section("qr")
     find = FindSCP(box, settings.max_matches, settings.case_insensitive_names)
+    retrieve = RetrieveSCP(box)
     return [
         Service(
-            name="qr-find",
-            contexts=[SupportedContext(m.find, SYNTAXES) for m in MODELS],
-            handlers={C_FIND_RQ: find.handle},
-        )
+            "qr-find",
+            [SupportedContext(m.find, SYNTAXES) for m in MODELS],
+            {C_FIND_RQ: find.handle},
+        ),
+        Service(
+            "qr-move",
+            [SupportedContext(m.move, SYNTAXES) for m in MODELS],
+            {C_MOVE_RQ: retrieve.handle_move},
+        ),
+        Service(
+            "qr-get",
+            [SupportedContext(m.get, SYNTAXES) for m in MODELS],
+            {C_GET_RQ: retrieve.handle_get},
+        ),
     ]
 
 
@@ -47,11 +60,12 @@ def dicombox_conformance(box: Box) -> list[dict[str, object]]:
     return [
         {
             "service": "Query/Retrieve",
-            "sop_class": f"{m.name} Query/Retrieve - FIND",
-            "uid": m.find,
+            "sop_class": f"{m.name} Query/Retrieve - {verb}",
+            "uid": uid,
             "role": "SCP",
             "transfer_syntaxes": [str(s) for s in SYNTAXES],
             "notes": f"levels {'/'.join(m.levels)}",
         }
         for m in MODELS
+        for verb, uid in (("FIND", m.find), ("MOVE", m.move), ("GET", m.get))
     ]

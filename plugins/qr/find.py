@@ -199,6 +199,32 @@ def build_select(query: Query) -> Select[Any]:
     return stmt.order_by(TABLES[base].c.id)
 
 
+def instances_select(query: Query) -> Select[Any]:
+    """The stored files a C-MOVE or C-GET identifier asks for, whatever its level."""
+    p, st, se, i = schema.patients, schema.studies, schema.series, schema.instances
+    joined = (
+        i.join(se, i.c.series_pk == se.c.id)
+        .join(st, se.c.study_pk == st.c.id)
+        .join(p, st.c.patient_pk == p.c.id)
+    )
+    stmt = (
+        select(
+            i.c.path,
+            i.c.sop_class_uid,
+            i.c.sop_instance_uid,
+            i.c.transfer_syntax_uid,
+        )
+        .select_from(joined)
+        .where(i.c.copy == 0)
+    )
+    for key, found in query.matches:
+        if key.computed == "ModalitiesInStudy":
+            stmt = stmt.where(select(se.c.id).where(se.c.study_pk == st.c.id, found.sql).exists())
+        elif key.column is not None:
+            stmt = stmt.where(found.sql)
+    return stmt.order_by(st.c.id, se.c.id, i.c.id)
+
+
 def _extra_value(row: dict[str, Any], keyword: str) -> Any:
     key = KEYS[keyword]
     raw = row.get(f"extra:{key.table_level}") or "{}"

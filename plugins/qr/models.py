@@ -47,3 +47,5 @@ PATIENT_STUDY_ONLY = Model(
 )
 MODELS = (PATIENT_ROOT, STUDY_ROOT, PATIENT_STUDY_ONLY)
 BY_FIND_UID = {m.find: m for m in MODELS}
+BY_MOVE_UID = {m.move: m for m in MODELS}
+BY_GET_UID = {m.get: m for m in MODELS}

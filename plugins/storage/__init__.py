@@ -29,7 +29,12 @@ def dicombox_services(box: Box) -> list[Service]:
     return [
         Service(
             name="storage",
-            contexts=[SupportedContext(uid, syntaxes) for uid in STORAGE_CLASSES],
+            # Both roles: a C-GET requestor opens these contexts to be the SCP itself, and the
+            # box then sends its sub-operations on them.
+            contexts=[
+                SupportedContext(uid, syntaxes, scu_role=True, scp_role=True)
+                for uid in STORAGE_CLASSES
+            ],
             handlers={C_STORE_RQ: scp.handle},
             sinks={C_STORE_RQ: scp.open_sink},
             accepts_unknown=is_storage_class if settings.accept_unknown_classes else None,
