@@ -1,0 +1,215 @@
+"""Taking a received data set into the box: check, place durably, index, announce.
+
+Every way an instance arrives (a C-STORE, a C-GET the box asked for, an import from
+media) ends here, so duplicates, durability and the index behave the same for all. The
+data set has been streamed into an ``IncomingFile`` as it arrived; ``Ingest.finish``
+answers with the DICOM status to give. Success (0000) means the file is fsynced in its
+final place and its row is committed to the index. Pixel data is never decoded: a header
+walk checks the data set is whole and keeps the elements the index needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from sqlalchemy.exc import IntegrityError
+
+from dicombox.core.box import Box
+from dicombox.core.header import Truncated, scan_header, value_of
+from dicombox.core.store import IncomingFile, StoreFull, file_meta
+
+log = logging.getLogger("dicombox.ingest")
+
+SUCCESS = 0x0000
+DUPLICATE = 0x0111
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+class Refused:
+    """Stands in for the temporary file when there is no room: the data set is drained
+    from the network and dropped, and the answer is A700."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def write(self, chunk: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where a data set came from and what its command said it is."""
+
+    transfer_syntax: str
+    source_ae: str
+    sop_class_uid: str = ""  # as the command announced it ("" = not checked)
+    sop_instance_uid: str = ""
+    association: str = ""
+
+
+@dataclass
+class Outcome:
+    status: int
+    comment: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Ingest:
+    def __init__(self, box: Box) -> None:
+        self.box = box
+        self.policy = box.config.storage.duplicates
+        net = box.config.network
+        self._identity = (net.implementation_class_uid, net.implementation_version)
+
+    def open(self, arrival: Arrival) -> IncomingFile | Refused:
+        """Where the data set goes while it arrives."""
+        header = file_meta(
+            arrival.sop_class_uid,
+            arrival.sop_instance_uid,
+            arrival.transfer_syntax,
+            arrival.source_ae,
+            *self._identity,
+        )
+        try:
+            return self.box.store.begin(header)
+        except StoreFull as exc:
+            return Refused(str(exc))
+
+    def finish(self, sink: IncomingFile | Refused, arrival: Arrival) -> Outcome:
+        """Take the complete data set in, announce it, and say which status to answer."""
+        outcome = self._take(sink, arrival)
+        stored = outcome.status in (SUCCESS, DUPLICATE)
+        self.box.bus.publish(
+            "instance.stored" if stored else "instance.rejected",
+            sop_instance_uid=arrival.sop_instance_uid,
+            sop_class_uid=arrival.sop_class_uid,
+            calling_ae=arrival.source_ae,
+            association=arrival.association,
+            status=f"{outcome.status:04X}",
+            **({"reason": outcome.comment} if outcome.comment else {}),
+            **outcome.extra,
+        )
+        if outcome.status != SUCCESS:
+            log.warning(
+                "instance %s from %s: status %04X %s",
+                arrival.sop_instance_uid,
+                arrival.source_ae,
+                outcome.status,
+                outcome.comment,
+            )
+        return outcome
+
+    def _take(self, sink: IncomingFile | Refused, arrival: Arrival) -> Outcome:
+        if isinstance(sink, Refused):
+            return Outcome(OUT_OF_RESOURCES, sink.why)
+        if sink.full:
+            sink.discard()
+            return Outcome(OUT_OF_RESOURCES, "the data volume filled up while receiving")
+        try:
+            ds = scan_header(
+                sink.path,
+                sink.header_length,
+                sink.header_length + sink.size,
+                arrival.transfer_syntax,
+                self.box.index.header_tags,
+            )
+        except (
+            InvalidDicomError,
+            Truncated,
+            ValueError,
+            EOFError,
+            KeyError,
+            OSError,
+            struct.error,
+        ) as exc:
+            sink.discard()
+            return Outcome(CANNOT_UNDERSTAND, f"data set cannot be parsed: {exc}")
+        problem = _mismatch(ds, arrival)
+        if problem:
+            sink.discard()
+            return Outcome(DATASET_MISMATCH, problem)
+        return self._place(sink, ds, arrival)
+
+    def _place(self, sink: IncomingFile, ds: pydicom.Dataset, arrival: Arrival) -> Outcome:
+        sop_uid = value_of(ds, "SOPInstanceUID")
+        box, policy = self.box, self.policy
+        copies = 0
+
+        def on_conflict() -> int | None:
+            # A file already has this instance's name: a duplicate, or (if the index does
+            # not know it) what a power cut left half-written, which the new copy replaces.
+            nonlocal copies
+            copies = box.index.copies_of(sop_uid)
+            if copies == 0 or policy == "replace":
+                return 0
+            return copies if policy == "keep-both" else None
+
+        size = sink.header_length + sink.size
+        try:
+            relpath = box.store.place(
+                sink,
+                value_of(ds, "StudyInstanceUID"),
+                value_of(ds, "SeriesInstanceUID"),
+                sop_uid,
+                on_conflict,
+            )
+        except StoreFull as exc:
+            return Outcome(OUT_OF_RESOURCES, str(exc))
+        if relpath is None:
+            status = DUPLICATE if policy == "reject" else SUCCESS
+            return Outcome(
+                status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
+            )
+        duplicate = copies > 0
+        try:
+            stored = box.index.add_instance(
+                ds,
+                path=relpath,
+                size=size,
+                transfer_syntax_uid=arrival.transfer_syntax,
+                calling_ae=arrival.source_ae,
+                replace=duplicate and policy == "replace",
+                copy=copies if duplicate and policy == "keep-both" else 0,
+            )
+        except IntegrityError:
+            # The index knows the instance but its file was gone (removed by hand): the
+            # new file has just taken its place, which restores it.
+            log.warning("instance %s was indexed without its file; file restored", sop_uid)
+            return Outcome(SUCCESS, "", {"path": relpath, "restored": True})
+        except Exception as exc:  # the index is down or locked past its timeout
+            log.exception("indexing %s failed", sop_uid)
+            if not duplicate:
+                box.store.path(relpath).unlink(missing_ok=True)
+            return Outcome(OUT_OF_RESOURCES, f"index unavailable: {exc}")
+        box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
+        extra = {"path": relpath, "study_instance_uid": stored.study_instance_uid}
+        if duplicate:
+            extra["duplicate"] = True
+        return Outcome(SUCCESS, "", extra)
+
+
+def _mismatch(ds: pydicom.Dataset, arrival: Arrival) -> str:
+    """Why the data set does not fit what its command announced (A900), or ''."""
+    uids = {k: str(value_of(ds, k) or "").strip() for k in _REQUIRED_UIDS}
+    for keyword, uid in uids.items():
+        if not uid:
+            return f"data set has no {keyword}"
+    if arrival.sop_class_uid and uids["SOPClassUID"] != arrival.sop_class_uid:
+        return f"data set SOP class {uids['SOPClassUID']} is not {arrival.sop_class_uid}"
+    if arrival.sop_instance_uid and uids["SOPInstanceUID"] != arrival.sop_instance_uid:
+        return "data set SOP instance UID differs from the command's"
+    return ""
