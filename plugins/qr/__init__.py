@@ -4,6 +4,7 @@ requestor's own association."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -15,6 +16,7 @@ from dicombox.core.net.service import Service, SupportedContext
 from dicombox.plugins.qr.find import FindSCP
 from dicombox.plugins.qr.models import MODELS
 from dicombox.plugins.qr.retrieve import RetrieveSCP
+from dicombox.plugins.qr.scu import add_verbs
 
 __version__ = "0.1.0"
 SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
@@ -53,6 +55,11 @@ def dicombox_services(box: Box) -> list[Service]:
             {C_GET_RQ: retrieve.handle_get},
         ),
     ]
+
+
+@hookimpl
+def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
+    add_verbs(subparsers)
 
 
 @hookimpl
