@@ -130,6 +130,21 @@ def test_time_matched_by_meaning(qr_box):
     assert values(answers, "PatientID") == ["P1"]
 
 
+def test_date_and_time_ranges_make_one_span(qr_box):
+    # 31 Dec 2025 12:00 to 15 Feb 2026 23:00: P1 (10 Jan, 10:15) is inside although 10:15 is
+    # outside 12-23 h; P3 (31 Dec, 08:10) is before the start.
+    answers, _ = find(
+        qr_box,
+        [
+            "QueryRetrieveLevel=STUDY",
+            "StudyDate=20251231-20260215",
+            "StudyTime=1200-2300",
+            "PatientID",
+        ],
+    )
+    assert values(answers, "PatientID") == ["P1", "P2"]
+
+
 def test_uid_list_and_single_value(qr_box):
     uids = [qr_box.made["P1"][0].StudyInstanceUID, qr_box.made["P3"][0].StudyInstanceUID]
     answers, _ = find(

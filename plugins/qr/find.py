@@ -21,7 +21,7 @@ from dicombox.core.box import Box
 from dicombox.core.index import schema
 from dicombox.core.net.service import Reply, Request
 from dicombox.plugins.qr.keys import KEYS, ORDER, TABLES, Key
-from dicombox.plugins.qr.matching import Match, match
+from dicombox.plugins.qr.matching import Match, date_time_span, match
 from dicombox.plugins.qr.models import BY_FIND_UID, TABLE_LEVEL, Model
 
 log = logging.getLogger("dicombox.qr")
@@ -120,7 +120,31 @@ def parse_query(identifier: Dataset, model: Model, case_insensitive: bool) -> Qu
                 query.matches.append((key, found))
         elif element.value not in (None, "", []):
             query.unsupported.append(keyword)  # a return-only key cannot narrow matches
+    _combine_date_time_ranges(query, identifier)
     return query
+
+
+# Date and time keys that, both given as ranges, mean one continuous span (seed 002).
+DATE_TIME_PAIRS = (
+    ("StudyDate", "StudyTime"),
+    ("SeriesDate", "SeriesTime"),
+    ("AcquisitionDate", "AcquisitionTime"),
+    ("ContentDate", "ContentTime"),
+    ("PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"),
+)
+
+
+def _combine_date_time_ranges(query: Query, identifier: Dataset) -> None:
+    """Study Date 20060705-20060707 with Study Time 1000-1800 means 5 July 10:00 to
+    7 July 18:00, not "10 to 18 o'clock on each day"."""
+    for date_key, time_key in DATE_TIME_PAIRS:
+        date_text = str(identifier.get(date_key, "") or "")
+        time_text = str(identifier.get(time_key, "") or "")
+        if "-" not in date_text or "-" not in time_text:
+            continue
+        span = date_time_span(KEYS[date_key].column, KEYS[time_key].column, date_text, time_text)
+        query.matches = [(k, m) for k, m in query.matches if k.keyword not in (date_key, time_key)]
+        query.matches.append((KEYS[date_key], span))
 
 
 def _computed(name: str) -> Any:

@@ -148,3 +148,22 @@ def match(column: Any, vr: str, value: Any, case_insensitive: bool = False) -> M
             )
         )
     return Match(target == text)
+
+
+def date_time_span(date: Any, time: Any, dates: str, times: str) -> Match:
+    """A date range and a time range as one span: the time bounds apply on the first and
+    last day only. A value with no time matches anywhere in the span."""
+    first_day, _, last_day = dates.partition("-")
+    earliest, _, latest = times.partition("-")
+    conditions = [date != ""]
+    if first_day:
+        start = _time_bounds(earliest)[0] if earliest else "000000"
+        conditions.append(
+            or_(date > first_day, and_(date == first_day, or_(time >= start, time == "")))
+        )
+    if last_day:
+        end = _time_bounds(latest)[1] if latest else "235959.999999"
+        conditions.append(
+            or_(date < last_day, and_(date == last_day, or_(time <= end, time == "")))
+        )
+    return Match(and_(*conditions))
