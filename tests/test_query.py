@@ -279,3 +279,29 @@ def test_unsupported_optional_key_warns_ff01(qr_box):
     )
     assert len(answers) == 1
     assert "DIMSE Status                  : 0xff01" in log
+
+
+def test_extended_negotiation_relational_and_fuzzy_names(qr_box):
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE
+    from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
+
+    study_root = "1.2.840.10008.5.1.4.1.2.2.1"
+    item = SOPClassExtendedNegotiation()
+    item.sop_class_uid = study_root
+    item.service_class_application_information = b"\x01\x01\x01\x01"
+    ae = AE(ae_title="FUZZY")
+    ae.add_requested_context(study_root)
+    assoc = ae.associate("127.0.0.1", qr_box.port, ae_title="DICOMBOX", ext_neg=[item])
+    assert assoc.is_established
+    (reply,) = assoc.acceptor.sop_class_extended.items()
+    assert reply == (study_root, b"\x01\x01\x01\x00")  # no timezone adjustment
+    query = Dataset()
+    query.QueryRetrieveLevel, query.PatientName, query.PatientID = "STUDY", "doe*", ""
+    found = [
+        ds.PatientID
+        for status, ds in assoc.send_c_find(query, study_root)
+        if status.Status in (0xFF00, 0xFF01)
+    ]
+    assoc.release()
+    assert sorted(found) == ["P1", "P2"]  # lower case matched DOE^... once fuzzy

@@ -26,6 +26,7 @@ from pynetdicom.pdu_primitives import (
     ImplementationVersionNameNotification,
     MaximumLengthNotification,
     SCP_SCU_RoleSelectionNegotiation,
+    SOPClassExtendedNegotiation,
 )
 from pynetdicom.presentation import negotiate_as_acceptor
 
@@ -98,6 +99,7 @@ class AssociationAcceptor:
         self._cancelled: set[int] = set()  # message IDs the peer sent C-CANCEL-RQ for
         self._responses: dict[int, commands.Command] = {}  # answers to our sub-operations
         self._sub_ids = itertools.count(1)
+        self.extended: dict[str, bytes] = {}  # SOP class -> accepted extended negotiation
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> None:
@@ -197,8 +199,12 @@ class AssociationAcceptor:
                 self.contexts[int(cx.context_id)] = AcceptedContext(
                     int(cx.context_id), str(cx.abstract_syntax), str(cx.transfer_syntax[0])
                 )
+        extended = self._extended_replies(rq)
         self._accept(
-            rq, results, role_replies, AsynchronousOperationsWindowNegotiation in user_info
+            rq,
+            results,
+            [*role_replies, *extended],
+            AsynchronousOperationsWindowNegotiation in user_info,
         )
         self.publish(
             "association.accepted",
@@ -250,6 +256,25 @@ class AssociationAcceptor:
             self.io.read_exact(1)
         except (OSError, pdu.PeerClosed):
             pass
+
+    def _extended_replies(self, rq: A_ASSOCIATE) -> list[SOPClassExtendedNegotiation]:
+        """Answer SOP Class Extended Negotiation for the classes whose service takes it."""
+        replies = []
+        for item in rq.user_information:
+            if not isinstance(item, SOPClassExtendedNegotiation):
+                continue
+            uid = str(item.sop_class_uid)
+            offer = self.offers.get(uid)
+            answer = offer.service.extended_negotiation if offer else None
+            accepted = answer(item.service_class_application_information or b"") if answer else None
+            if accepted is None:
+                continue
+            reply = SOPClassExtendedNegotiation()
+            reply.sop_class_uid = uid
+            reply.service_class_application_information = accepted
+            replies.append(reply)
+            self.extended[uid] = accepted
+        return replies
 
     def _accept(
         self, rq: A_ASSOCIATE, results: list[Any], roles: list[Any], async_ops: bool
@@ -439,6 +464,7 @@ class AssociationAcceptor:
             message.sink,
             cancelled=lambda: self._cancel_requested(command.MessageID),
             store_back=self._store_back,
+            extended=self.extended.get(message.context.abstract_syntax, b""),
         )
         self._handling = True
         try:

@@ -103,6 +103,8 @@ class Request:
     # C-STORE a stored file back to the peer on this association (C-GET sub-operations);
     # returns the peer's status. None where the host cannot.
     store_back: Callable[[Any], int] | None = None
+    # The SOP Class Extended Negotiation accepted for this context's SOP class (b"": none).
+    extended: bytes = b""
 
 
 @dataclass
@@ -133,3 +135,6 @@ class Service:
     # decides, and ``fallback_transfer_syntaxes`` are offered for them.
     accepts_unknown: Callable[[str], bool] | None = None
     fallback_transfer_syntaxes: tuple[str, ...] = ()
+    # SOP Class Extended Negotiation (PS3.7 D.3.3.5): given what the requestor proposed
+    # for one of our SOP classes, what we accept (None: no reply, nothing extended).
+    extended_negotiation: Callable[[bytes], bytes | None] | None = None

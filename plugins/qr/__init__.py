@@ -43,6 +43,7 @@ def dicombox_services(box: Box) -> list[Service]:
             "qr-find",
             [SupportedContext(m.find, SYNTAXES) for m in MODELS],
             {C_FIND_RQ: find.handle},
+            extended_negotiation=find_extended_negotiation,
         ),
         Service(
             "qr-move",
@@ -55,6 +56,15 @@ def dicombox_services(box: Box) -> list[Service]:
             {C_GET_RQ: retrieve.handle_get},
         ),
     ]
+
+
+def find_extended_negotiation(proposed: bytes) -> bytes:
+    """C-FIND's extended negotiation (PS3.4 C.5.1.1): relational queries, combined
+    date-time matching and case-insensitive ("fuzzy") person names are offered;
+    timezone adjustment is not. The reply is as long as the proposal."""
+    wanted = proposed.ljust(4, b"\x00")
+    offered = bytes([wanted[0] & 1, wanted[1] & 1, wanted[2] & 1, 0])
+    return offered[: max(1, min(len(proposed), 4))]
 
 
 @hookimpl

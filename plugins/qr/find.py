@@ -277,7 +277,8 @@ class FindSCP:
         ts = request.context.transfer_syntax
         try:
             identifier = decode_identifier(request.dataset.data, ts)
-            query = parse_query(identifier, model, self.case_insensitive)
+            fuzzy = request.extended[2:3] == b"\x01"  # negotiated case-insensitive names
+            query = parse_query(identifier, model, self.case_insensitive or fuzzy)
         except QueryError as exc:
             log.warning("C-FIND from %s refused: %s", request.peer.calling_ae, exc)
             yield Reply(exc.status, fields={"ErrorComment": str(exc)[:64]})
