@@ -4,7 +4,7 @@ PYTHON  ?= python3
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 # Debian packages providing the real peers the tests talk to.
-PEER_PACKAGES = dcmtk dicom3tools xorriso
+PEER_PACKAGES = dcmtk dicom3tools xorriso orthanc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint peers bench clean
@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/dicombox serve $(ARGS)
 
 peers:
-	@if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v xorriso >/dev/null; then \
+	@if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v xorriso >/dev/null || [ ! -x /usr/sbin/Orthanc ]; then \
 		echo "installing peers: $(PEER_PACKAGES)"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(PEER_PACKAGES); \
 	fi
