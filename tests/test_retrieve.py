@@ -199,3 +199,49 @@ def test_c_move_to_a_destination_that_is_down_is_a702(archive):
     assert "OutOfResourcesSubOperations" in log, log  # A702
     # and the box goes on answering
     assert run(["echoscu", "-aec", "DICOMBOX", "127.0.0.1", archive.port]).returncode == 0
+
+
+def test_c_move_cancelled_midway(make_box, tmp_path):
+    require("storescu", "movescu", "storescp")
+    data = tmp_path / "data"
+    data.mkdir()
+    study, series = generate_uid(), generate_uid()
+    for n in range(200):
+        ct_dataset(study, series, n, rows=8, columns=8).save_as(
+            data / f"{n:03d}.dcm", enforce_file_format=True
+        )
+    dest_port = free_port()
+    box = make_box(
+        f'[[remote]]\nname = "d"\nae_title = "MOVEDEST"\nhost = "127.0.0.1"\nport = {dest_port}\n'
+    )
+    assert storescu(box.port, sorted(data.iterdir())).returncode == 0
+    out = tmp_path / "dest"
+    out.mkdir()
+    peer = popen(["storescp", "-aet", "MOVEDEST", "-od", out, str(dest_port)])
+    try:
+        time.sleep(0.5)
+        result = run(
+            [
+                "movescu",
+                "-v",
+                "-S",
+                "--cancel",
+                "1",
+                "-aec",
+                "DICOMBOX",
+                "-aem",
+                "MOVEDEST",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={study}",
+                "127.0.0.1",
+                box.port,
+            ]
+        )
+    finally:
+        peer.terminate()
+        peer.wait()
+    log = result.stdout + result.stderr
+    assert "Received Final Move Response (Cancel" in log, log
+    assert 1 <= len(list(out.iterdir())) < 200
