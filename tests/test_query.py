@@ -42,6 +42,7 @@ def make_studies(directory: Path) -> dict[str, list[pydicom.Dataset]]:
                 number,
                 f"{modality} {number}",
             )
+            _add_sequences(ds, pid, number)
             ds.save_as(directory / f"i{next(counter):03d}.dcm", enforce_file_format=True)
             made[pid].append(ds)
     for charset_file in ("chrH31.dcm", "chrFren.dcm"):  # Japanese (ISO 2022 IR 87), French
@@ -49,6 +50,18 @@ def make_studies(directory: Path) -> dict[str, list[pydicom.Dataset]]:
         ds = pydicom.dcmread(source)
         ds.save_as(directory / charset_file, enforce_file_format=True)
     return made
+
+
+def _add_sequences(ds: pydicom.Dataset, pid: str, number: int) -> None:
+    """Sequence keys of the seeds' series and image tables, different per series."""
+    request = pydicom.Dataset()
+    request.RequestedProcedureID = f"RP{pid}{number}"
+    request.ScheduledProcedureStepID = f"SPS{pid}"
+    ds.RequestAttributesSequence = [request]
+    code = pydicom.Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = ("113691", "DCM") if number == 1 else ("X", "99")
+    code.CodeMeaning = "IHE Key Image" if number == 1 else "other"
+    ds.ConceptNameCodeSequence = [code]
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +224,71 @@ def test_series_and_image_levels(qr_box):
     )
     (answer,) = answers
     assert answer.SOPInstanceUID == qr_box.made["P1"][2].SOPInstanceUID
+
+
+def test_sequence_matching(qr_box):
+    study = qr_box.made["P1"][0].StudyInstanceUID
+    answers, _ = find(
+        qr_box,
+        [
+            "QueryRetrieveLevel=SERIES",
+            f"StudyInstanceUID={study}",
+            "SeriesInstanceUID",
+            "RequestAttributesSequence[0].RequestedProcedureID=RPP1*",
+            "RequestAttributesSequence[0].ScheduledProcedureStepID=SPSP1",
+        ],
+    )
+    assert len(answers) == 3
+    answers, _ = find(
+        qr_box,
+        [
+            "QueryRetrieveLevel=SERIES",
+            f"StudyInstanceUID={study}",
+            "SeriesInstanceUID",
+            "RequestAttributesSequence[0].RequestedProcedureID=RPP12",
+            "RequestAttributesSequence[0].ScheduledProcedureStepID",
+        ],
+    )
+    (answer,) = answers
+    assert answer.SeriesInstanceUID == qr_box.made["P1"][1].SeriesInstanceUID
+    (item,) = answer.RequestAttributesSequence
+    assert item.RequestedProcedureID == "RPP12" and item.ScheduledProcedureStepID == "SPSP1"
+    # An item key of the image table, across all studies: only the key images match.
+    answers, _ = find(
+        qr_box,
+        [
+            "QueryRetrieveLevel=IMAGE",
+            f"StudyInstanceUID={study}",
+            f"SeriesInstanceUID={qr_box.made['P1'][0].SeriesInstanceUID}",
+            "SOPInstanceUID",
+            "ConceptNameCodeSequence[0].CodeValue=113691",
+            "ConceptNameCodeSequence[0].CodingSchemeDesignator=DCM",
+        ],
+    )
+    assert [a.SOPInstanceUID for a in answers] == [qr_box.made["P1"][0].SOPInstanceUID]
+    answers, _ = find(
+        qr_box,
+        [
+            "QueryRetrieveLevel=IMAGE",
+            f"StudyInstanceUID={study}",
+            f"SeriesInstanceUID={qr_box.made['P1'][1].SeriesInstanceUID}",
+            "SOPInstanceUID",
+            "ConceptNameCodeSequence[0].CodeValue=113691",
+        ],
+    )
+    assert answers == []
+    # A universal (empty) sequence key returns the whole stored sequence.
+    answers, _ = find(
+        qr_box,
+        [
+            "QueryRetrieveLevel=IMAGE",
+            f"StudyInstanceUID={study}",
+            f"SeriesInstanceUID={qr_box.made['P1'][0].SeriesInstanceUID}",
+            "ConceptNameCodeSequence",
+        ],
+    )
+    (answer,) = answers
+    assert answer.ConceptNameCodeSequence[0].CodeMeaning == "IHE Key Image"
 
 
 def test_character_sets_are_decoded_and_answered(qr_box):

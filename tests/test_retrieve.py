@@ -9,7 +9,10 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, build_role, evt
+from pynetdicom.events import Event
+from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
 
 from tests.conftest import require
 from tests.support.boxproc import RunningBox
@@ -69,29 +72,25 @@ def received_match_store(box, folder: Path, expected: int) -> None:
         assert dataset_bytes(path) == dataset_bytes(stored(box, uid)), path.name
 
 
+def retrieve(tool: str, port: int, keys: list[str], *options: object):
+    """Run movescu or getscu against the box (Study Root) with these keys."""
+    args: list[object] = [tool, "-v", "-S", "-aec", "DICOMBOX", *options]
+    for key in keys:
+        args += ["-k", key]
+    return run([*args, "127.0.0.1", port])
+
+
+def study_keys(study_uid: str) -> list[str]:
+    return ["QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study_uid}"]
+
+
 def test_c_move_study_to_storescp_byte_identical(archive, tmp_path):
     out = tmp_path / "dest"
     out.mkdir()
     peer = popen(["storescp", "-aet", "MOVEDEST", "-B", "+xa", "-od", out, str(archive.dest_port)])
     try:
         time.sleep(0.5)
-        result = run(
-            [
-                "movescu",
-                "-v",
-                "-S",
-                "-aec",
-                "DICOMBOX",
-                "-aem",
-                "MOVEDEST",
-                "-k",
-                "QueryRetrieveLevel=STUDY",
-                "-k",
-                f"StudyInstanceUID={archive.study}",
-                "127.0.0.1",
-                archive.port,
-            ]
-        )
+        result = retrieve("movescu", archive.port, study_keys(archive.study), "-aem", "MOVEDEST")
     finally:
         peer.terminate()
         peer.wait()
@@ -104,24 +103,7 @@ def test_c_move_study_to_storescp_byte_identical(archive, tmp_path):
 def test_c_get_series_byte_identical(archive, tmp_path):
     out = tmp_path / "get"
     out.mkdir()
-    result = run(
-        [
-            "getscu",
-            "-v",
-            "-S",
-            "+B",
-            "-aec",
-            "DICOMBOX",
-            "-od",
-            out,
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={archive.study}",
-            "127.0.0.1",
-            archive.port,
-        ]
-    )
+    result = retrieve("getscu", archive.port, study_keys(archive.study), "+B", "-od", out)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log
     received_match_store(archive, out, 5)
@@ -130,28 +112,14 @@ def test_c_get_series_byte_identical(archive, tmp_path):
 def test_c_get_of_a_syntax_the_requestor_did_not_offer_fails_cleanly(archive, tmp_path):
     out = tmp_path / "get"
     out.mkdir()
-    uid = archive.j2k.SOPInstanceUID
-    result = run(
-        [
-            "getscu",
-            "-v",
-            "-S",
-            "-aec",
-            "DICOMBOX",
-            "-od",
-            out,  # proposes native only
-            "-k",
-            "QueryRetrieveLevel=IMAGE",
-            "-k",
-            f"StudyInstanceUID={archive.j2k.StudyInstanceUID}",
-            "-k",
-            f"SeriesInstanceUID={archive.j2k.SeriesInstanceUID}",
-            "-k",
-            f"SOPInstanceUID={uid}",
-            "127.0.0.1",
-            archive.port,
-        ]
-    )
+    j2k = archive.j2k
+    keys = [
+        "QueryRetrieveLevel=IMAGE",
+        f"StudyInstanceUID={j2k.StudyInstanceUID}",
+        f"SeriesInstanceUID={j2k.SeriesInstanceUID}",
+        f"SOPInstanceUID={j2k.SOPInstanceUID}",
+    ]
+    result = retrieve("getscu", archive.port, keys, "-od", out)  # proposes native only
     log = result.stdout + result.stderr
     assert "Number of Failed Suboperations    : 1" in log, log
     assert list(out.iterdir()) == []
@@ -159,85 +127,48 @@ def test_c_get_of_a_syntax_the_requestor_did_not_offer_fails_cleanly(archive, tm
 
 
 def test_c_move_to_unknown_destination_is_a801(archive):
-    result = run(
-        [
-            "movescu",
-            "-S",
-            "-aec",
-            "DICOMBOX",
-            "-aem",
-            "NOBODY",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={archive.study}",
-            "127.0.0.1",
-            archive.port,
-        ]
-    )
+    result = retrieve("movescu", archive.port, study_keys(archive.study), "-aem", "NOBODY")
     assert "MoveDestinationUnknown" in result.stdout + result.stderr
 
 
 def test_c_move_to_a_destination_that_is_down_is_a702(archive):
-    result = run(
-        [
-            "movescu",
-            "-S",
-            "-aec",
-            "DICOMBOX",
-            "-aem",
-            "DOWN",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={archive.study}",
-            "127.0.0.1",
-            archive.port,
-        ]
-    )
+    result = retrieve("movescu", archive.port, study_keys(archive.study), "-aem", "DOWN")
     log = result.stdout + result.stderr
     assert "OutOfResourcesSubOperations" in log, log  # A702
     # and the box goes on answering
     assert run(["echoscu", "-aec", "DICOMBOX", "127.0.0.1", archive.port]).returncode == 0
 
 
-def test_c_move_cancelled_midway(make_box, tmp_path):
-    require("storescu", "movescu", "storescp")
+def many_images(make_box, tmp_path, count: int, remote: str = ""):
+    """A box holding one study of ``count`` tiny CT images; returns it and the study UID."""
     data = tmp_path / "data"
     data.mkdir()
     study, series = generate_uid(), generate_uid()
-    for n in range(200):
+    for n in range(count):
         ct_dataset(study, series, n, rows=8, columns=8).save_as(
             data / f"{n:03d}.dcm", enforce_file_format=True
         )
-    dest_port = free_port()
-    box = make_box(
-        f'[[remote]]\nname = "d"\nae_title = "MOVEDEST"\nhost = "127.0.0.1"\nport = {dest_port}\n'
-    )
+    box = make_box(remote)
     assert storescu(box.port, sorted(data.iterdir())).returncode == 0
+    return box, study
+
+
+def test_c_move_cancelled_midway(make_box, tmp_path):
+    require("storescu", "movescu", "storescp")
+    dest_port = free_port()
+    box, study = many_images(
+        make_box,
+        tmp_path,
+        200,
+        f'[[remote]]\nname = "d"\nae_title = "MOVEDEST"\nhost = "127.0.0.1"\nport = {dest_port}\n',
+    )
     out = tmp_path / "dest"
     out.mkdir()
     peer = popen(["storescp", "-aet", "MOVEDEST", "-od", out, str(dest_port)])
     try:
         time.sleep(0.5)
-        result = run(
-            [
-                "movescu",
-                "-v",
-                "-S",
-                "--cancel",
-                "1",
-                "-aec",
-                "DICOMBOX",
-                "-aem",
-                "MOVEDEST",
-                "-k",
-                "QueryRetrieveLevel=STUDY",
-                "-k",
-                f"StudyInstanceUID={study}",
-                "127.0.0.1",
-                box.port,
-            ]
+        result = retrieve(
+            "movescu", box.port, study_keys(study), "--cancel", "1", "-aem", "MOVEDEST"
         )
     finally:
         peer.terminate()
@@ -245,3 +176,44 @@ def test_c_move_cancelled_midway(make_box, tmp_path):
     log = result.stdout + result.stderr
     assert "Received Final Move Response (Cancel" in log, log
     assert 1 <= len(list(out.iterdir())) < 200
+
+
+def test_c_get_cancelled_midway(make_box, tmp_path):
+    """getscu cannot cancel, so a pynetdicom requestor sends the C-CANCEL after the first
+    image arrives; the box stops and answers FE00 with the counts so far."""
+    require("storescu")
+    box, study = many_images(make_box, tmp_path, 200)
+    ae = AE(ae_title="GETTER")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    received: list[str] = []
+
+    def on_store(event: Event) -> int:
+        received.append(event.request.AffectedSOPInstanceUID)
+        if len(received) == 1:
+            event.assoc.send_c_cancel(1, context_id=get_context)
+        return 0x0000
+
+    assoc = ae.associate(
+        "127.0.0.1",
+        box.port,
+        ae_title="DICOMBOX",
+        ext_neg=[build_role(CTImageStorage, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
+    assert assoc.is_established
+    get_context = next(
+        c.context_id
+        for c in assoc.accepted_contexts
+        if c.abstract_syntax == StudyRootQueryRetrieveInformationModelGet
+    )
+    identifier = pydicom.Dataset()
+    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study
+    statuses = [
+        status.Status
+        for status, _ in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)
+        if status
+    ]
+    assoc.release()
+    assert statuses[-1] == 0xFE00, [hex(s) for s in statuses]
+    assert 1 <= len(received) < 200

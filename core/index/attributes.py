@@ -86,6 +86,7 @@ RETURN_ONLY = {
         "CountsSource",
         "CorrectedImage",
         "Units",
+        "RequestAttributesSequence",
     ),
     "instance": (
         "InstanceCreationDate",
@@ -93,6 +94,10 @@ RETURN_ONLY = {
         "AcquisitionDateTime",
         "ImageComments",
         "SpecificCharacterSet",
+        "ConceptNameCodeSequence",
+        "ReferencedRequestSequence",
+        "ContrastBolusAgentSequence",
+        "CTExposureSequence",
     ),
 }
 

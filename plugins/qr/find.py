@@ -15,13 +15,13 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
-from sqlalchemy import Select, distinct, func, select
+from sqlalchemy import Select, distinct, func, select, true
 
 from dicombox.core.box import Box
 from dicombox.core.index import schema
 from dicombox.core.net.service import Reply, Request
 from dicombox.plugins.qr.keys import KEYS, ORDER, TABLES, Key
-from dicombox.plugins.qr.matching import Match, date_time_span, match
+from dicombox.plugins.qr.matching import Match, date_time_span, match, sequence_check
 from dicombox.plugins.qr.models import BY_FIND_UID, TABLE_LEVEL, Model
 
 log = logging.getLogger("dicombox.qr")
@@ -55,6 +55,7 @@ class Query:
     matches: list[tuple[Key, Match]] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     charset: str = ""
+    items: dict[str, Dataset] = field(default_factory=dict)  # sequence keys' query items
 
     @property
     def table_level(self) -> str:
@@ -109,7 +110,12 @@ def parse_query(identifier: Dataset, model: Model, case_insensitive: bool) -> Qu
             )
         query.requested.append(keyword)
         if element.VR == "SQ":
-            continue  # sequence keys are returned, not matched
+            if element.value:
+                query.items[keyword] = element.value[0]
+                check = sequence_check(element.value[0], case_insensitive)
+                if check is not None:
+                    query.matches.append((key, Match(true(), check)))
+            continue
         if key.column is not None:
             found = match(key.column, key.vr, element.value, case_insensitive)
             if found is not None:
@@ -258,6 +264,29 @@ def _extra_value(row: dict[str, Any], keyword: str) -> Any:
     return Dataset.from_json({f"{_tag_of(keyword):08X}": element})[keyword].value
 
 
+def _row_value(key: Key, row: dict[str, Any]) -> Any:
+    """What a Python-side check sees: the text of a column, or a held element's value."""
+    return _extra_value(row, key.keyword) if key.extra else str(row.get(key.keyword, ""))
+
+
+def _answered_items(stored: Any, item: Dataset | None) -> list[Dataset]:
+    """A sequence key's answer: every stored item, cut to the keys the query item names
+    (an empty query item asks for all of them)."""
+    answered = []
+    for stored_item in stored or []:
+        if item is None or not len(item):
+            answered.append(stored_item)
+            continue
+        cut = Dataset()
+        for element in item:
+            if element.tag in stored_item:
+                cut[element.tag] = stored_item[element.tag]
+            else:
+                cut.add_new(element.tag, element.VR, None)
+        answered.append(cut)
+    return answered
+
+
 def _tag_of(keyword: str) -> int:
     from pydicom.datadict import tag_for_keyword
 
@@ -294,7 +323,7 @@ class FindSCP:
             for row in conn.execute(build_select(query)).mappings():
                 values = dict(row)
                 if not all(
-                    found.check is None or found.check(str(values.get(key.keyword, "")))
+                    found.check is None or found.check(_row_value(key, values))
                     for key, found in query.matches
                 ):
                     continue
@@ -330,6 +359,8 @@ class FindSCP:
                 value = "ONLINE"
             elif key is None or key.table_level not in levels:
                 value = None
+            elif key.extra and key.vr == "SQ":
+                value = _answered_items(_extra_value(row, keyword), query.items.get(keyword))
             elif key.extra:
                 value = _extra_value(row, keyword)
             else:
@@ -340,8 +371,8 @@ class FindSCP:
                     value = None
                 elif isinstance(value, str) and "\\" in value:
                     value = value.split("\\")
-            if key is not None and key.vr == "SQ":
-                value = []  # sequences are not held by the index: answered empty
+            if key is not None and key.vr == "SQ" and not key.extra:
+                value = []  # a sequence the index does not hold is answered empty
             setattr(ds, keyword, value if value not in ("",) else None)
             if isinstance(value, str) and not value.isascii():
                 ascii_only = False

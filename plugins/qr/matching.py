@@ -167,3 +167,59 @@ def date_time_span(date: Any, time: Any, dates: str, times: str) -> Match:
             or_(date < last_day, and_(date == last_day, or_(time <= end, time == "")))
         )
     return Match(and_(*conditions))
+
+
+def value_matches(vr: str, query: str, stored: str, case_insensitive: bool = False) -> bool:
+    """One key of a sequence item matched in Python, by the same rules as the SQL above:
+    the items of a sequence are not index columns."""
+    if query in ("", "*"):
+        return True
+    if case_insensitive and vr == "PN":
+        query, stored = query.lower(), stored.lower()
+    if vr == "UI" and "\\" in query:
+        return stored in query.split("\\")
+    if vr in RANGE_VRS and "-" in query:
+        low, _, high = query.partition("-")
+        if vr == "TM":
+            low, high = _time_bounds(low)[0] if low else "", _time_bounds(high)[1] if high else ""
+        elif vr == "DT" and high:
+            high += "\uffff"
+        return stored != "" and (not low or stored >= low) and (not high or stored <= high)
+    if vr == "TM":
+        low, high = _time_bounds(query)
+        return low <= stored.replace(":", "") <= high
+    values = stored.split("\\") if vr in MULTI_VALUED_VRS else [stored]
+    if vr == "PN" and ("*" in query or "?" in query):
+        return _person_name_check(query)(stored)
+    if vr in WILDCARD_VRS and ("*" in query or "?" in query):
+        pattern = _wildcard_regex(query)
+        return any(pattern.match(v) for v in values)
+    return query in values
+
+
+def sequence_check(item: Any, case_insensitive: bool = False) -> Callable[[Any], bool] | None:
+    """Sequence matching (PS3.4 C.2.2.2.6): the query's one item matches when some stored
+    item matches every key it holds; an empty item is universal matching (None)."""
+    keys = [
+        (element.keyword, element.VR, as_text(element.value))
+        for element in item
+        if element.VR != "SQ" and element.value not in (None, "", [])
+    ]
+    nested = [(element.keyword, element.value[0]) for element in item if element.VR == "SQ"]
+    nested_checks = [(k, sequence_check(v, case_insensitive)) for k, v in nested if v]
+    if not keys and not any(check for _, check in nested_checks):
+        return None
+
+    def item_matches(stored: Any) -> bool:
+        for keyword, vr, wanted in keys:
+            have = as_text(stored.get(keyword, ""))
+            have_text = "\\".join(have) if isinstance(have, list) else have
+            queries = wanted if isinstance(wanted, list) else [wanted]
+            if not any(value_matches(vr, q, have_text, case_insensitive) for q in queries):
+                return False
+        return all(check is None or check(stored.get(k)) for k, check in nested_checks)
+
+    def check(stored: Any) -> bool:
+        return any(item_matches(stored_item) for stored_item in stored or [])
+
+    return check
