@@ -176,8 +176,10 @@ def bench_move(work: Path, images: int) -> None:
     qr = popen(["dcmqrscp", "-c", config])
     out = work / "dest"
     out.mkdir()
-    dest = popen(["storescp", "-aet", "DEST", "-od", out, "--max-pdu", "131072", str(dest_port)],
-                 stderr=subprocess.DEVNULL)
+    dest = popen(
+        ["storescp", "-aet", "DEST", "-od", out, "--max-pdu", "131072", str(dest_port)],
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(0.7)
     try:
         assert storescu(qr_port, files, aec="ARCHIVE").returncode == 0

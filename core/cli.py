@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -74,6 +75,9 @@ def cmd_jobs(box: Box, args: argparse.Namespace) -> int:
         return 0 if ok else 1
     states = {"active": (QUEUED, RUNNING), "failed": (FAILED,), "all": ()}[args.action or "all"]
     jobs = box.jobs.list(states, limit=args.limit)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(j) for j in jobs], indent=1))
+        return 0
     if not jobs:
         print("no jobs")
         return 0
@@ -217,6 +221,7 @@ def build_parser(
     p.add_argument("action", nargs="?", choices=["all", "active", "failed", "retry", "cancel"])
     p.add_argument("id", nargs="?", type=int)
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_jobs)
     p = sub.add_parser("config", help="'config check FILE' validates a configuration file")
     p.add_argument("action", choices=["check"])

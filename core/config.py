@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dicombox.core.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dicombox.core.rules import key_problem
+from dicombox.core.syntaxes import SYNTAX_NAMES, syntax_uid
 
 
 class ConfigError(ValueError):
@@ -55,6 +57,17 @@ class RemoteSection:
     port: int
     services: list[str] = field(default_factory=lambda: ["store", "find", "move", "commit"])
     max_associations: int = 2
+    # What it accepts, in our order of preference: transfer syntax UIDs or short names
+    # (explicit, implicit, rle, j2k-lossless, jpegls-lossless, j2k, jpegls-near, …).
+    # Empty: each instance as stored, or else in a native syntax.
+    transfer_syntaxes: list[str] = field(default_factory=list)
+    sop_classes: list[str] = field(default_factory=list)  # empty: any; else only these UIDs
+    allow_lossy: bool = False  # may instances be compressed lossy for this peer?
+    max_pdu: int = 0  # the largest PDU we accept from it; 0 = [network] send_max_pdu
+    retries: int = 2  # for a forward that failed for a reason that may pass
+    retry_delay_s: float = 30.0  # doubles on each retry
+    commit: bool = False  # ask it for storage commitment after each forward
+    commit_delay_s: float = 600.0  # wait before asking, so one request covers a whole study
 
 
 @dataclass(frozen=True)
@@ -65,12 +78,19 @@ class StorageSection:
     transfer_syntax_order: Literal["lossless-first", "native-first", "compressed-first"] = (
         "lossless-first"
     )
+    forward_delay_s: float = 3.0  # a forward waits this long, to carry a whole study at once
+    # When the store holds more than watermark_mb, delete instances every remote they
+    # went to has committed, oldest first, down to watermark_low_mb (0: 90 % of the mark).
+    watermark_mb: float = 0.0  # 0 = off: nothing is ever deleted
+    watermark_low_mb: float = 0.0
+    watermark_check_s: float = 60.0
 
 
 @dataclass(frozen=True)
 class RouteSection:
     when: dict[str, str] = field(default_factory=dict)
     forward: list[str] = field(default_factory=list)
+    fetch_priors: str = ""  # a [[remote]] to pull this patient's earlier studies from
     burn: bool = False
     print: str = ""
 
@@ -234,8 +254,22 @@ def _check_core(config: Config) -> None:
     for r in config.remote:
         if not 1 <= r.port <= 65535:
             raise ConfigError(f"remote {r.name!r}: port = {r.port}: expected 1..65535")
+        if r.retries < 0:
+            raise ConfigError(f"remote {r.name!r}: retries = {r.retries}: expected 0 or more")
+        for syntax in r.transfer_syntaxes:
+            if syntax_uid(syntax) is None:
+                raise ConfigError(
+                    f"remote {r.name!r}: transfer_syntaxes has {syntax!r}; use a UID or one "
+                    f"of {', '.join(SYNTAX_NAMES)}"
+                )
+    storage = config.storage
+    if storage.watermark_mb < 0 or not 0 <= storage.watermark_low_mb <= storage.watermark_mb:
+        raise ConfigError("storage.watermark_low_mb must lie between 0 and watermark_mb")
     for i, route in enumerate(config.route):
-        for target in route.forward:
+        for key in route.when:
+            if problem := key_problem(key):
+                raise ConfigError(f"route[{i}].when: {problem}")
+        for target in [*route.forward, *([route.fetch_priors] if route.fetch_priors else [])]:
             if target not in names:
                 raise ConfigError(
                     f"route[{i}].forward names {target!r}, which is no [[remote]]; "

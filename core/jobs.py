@@ -78,23 +78,42 @@ class JobQueue:
         retry_delay_s: float = 30.0,
         delay_s: float = 0.0,
     ) -> int:
-        now = time.time()
         with write_transaction(self.engine) as conn:
-            result = conn.execute(
-                schema.jobs.insert().values(
-                    kind=kind,
-                    payload=json.dumps(payload),
-                    queue=queue,
-                    state=QUEUED,
-                    attempts=0,
-                    max_attempts=max_attempts,
-                    retry_delay_s=retry_delay_s,
-                    next_run_at=now + delay_s,
-                    created_at=now,
-                    updated_at=now,
+            return _insert(conn, kind, payload, queue, max_attempts, retry_delay_s, delay_s)
+
+    def gather(
+        self,
+        kind: str,
+        group: str,
+        items: list[Any],
+        *,
+        queue: str = "",
+        max_attempts: int = 3,
+        retry_delay_s: float = 30.0,
+        delay_s: float = 0.0,
+    ) -> int:
+        """Add ``items`` to the still-queued job of this kind, queue and ``group`` (a
+        study, say), or queue a new one: a forward then carries a whole study on one
+        association instead of one job per image."""
+        t = schema.jobs
+        with write_transaction(self.engine) as conn:
+            rows = conn.execute(
+                select(t.c.id, t.c.payload).where(
+                    t.c.state == QUEUED, t.c.kind == kind, t.c.queue == queue
                 )
-            )
-            return int(result.inserted_primary_key[0])
+            ).all()
+            for row in rows:
+                payload = json.loads(row.payload)
+                if payload.get("group") == group:
+                    payload["items"] += items
+                    conn.execute(
+                        update(t)
+                        .where(t.c.id == row.id)
+                        .values(payload=json.dumps(payload), updated_at=time.time())
+                    )
+                    return int(row.id)
+            payload = {"group": group, "items": items}
+            return _insert(conn, kind, payload, queue, max_attempts, retry_delay_s, delay_s)
 
     def get(self, job_id: int) -> Job | None:
         with self.engine.connect() as conn:
@@ -181,6 +200,33 @@ class JobQueue:
                 .values(state=CANCELLED, updated_at=time.time())
             )
             return bool(result.rowcount)
+
+
+def _insert(
+    conn: Any,
+    kind: str,
+    payload: dict[str, Any],
+    queue: str,
+    max_attempts: int,
+    retry_delay_s: float,
+    delay_s: float,
+) -> int:
+    now = time.time()
+    result = conn.execute(
+        schema.jobs.insert().values(
+            kind=kind,
+            payload=json.dumps(payload),
+            queue=queue,
+            state=QUEUED,
+            attempts=0,
+            max_attempts=max_attempts,
+            retry_delay_s=retry_delay_s,
+            next_run_at=now + delay_s,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return int(result.inserted_primary_key[0])
 
 
 class JobRunner:

@@ -19,7 +19,11 @@ def _v1_initial(conn: Connection) -> None:
     schema.metadata.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+def _v2_deliveries(conn: Connection) -> None:
+    schema.deliveries.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_deliveries]
 
 
 def current_version(conn: Connection) -> int:

@@ -156,3 +156,20 @@ jobs = Table(
     Column("last_error", Text, nullable=False, server_default=""),
     Index("ix_jobs_due", "state", "next_run_at"),
 )
+
+# What became of each instance at each remote: forwarded, then committed (or refused)
+# by the remote's storage commitment. The watermark policy deletes only instances
+# delivered and committed everywhere they had to go.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sop_instance_uid", String(64), nullable=False),
+    Column("remote", String(64), nullable=False),  # the [[remote]] name
+    Column("state", String(16), nullable=False),  # delivered | requested | committed | refused
+    Column("transaction_uid", String(64), nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default=""),  # a refusal's reason
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("sop_instance_uid", "remote", name="uq_delivery"),
+    Index("ix_deliveries_transaction", "transaction_uid"),
+)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from dicombox.core.header import value_of
@@ -27,6 +27,7 @@ class StoredInstance:
     series_instance_uid: str
     path: str
     copy: int
+    calling_ae: str = ""
 
 
 class StudyIndex:
@@ -97,6 +98,7 @@ class StudyIndex:
             series_uid,
             path,
             copy,
+            calling_ae,
         )
 
     def _ensure_parents(self, conn: Any, ds: Dataset, now: float) -> int:
@@ -198,6 +200,25 @@ class StudyIndex:
         query = select(t).where(*[t.c[k] == v for k, v in where.items()]).order_by(t.c.id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def remove_instances(self, sop_instance_uids: list[str]) -> int:
+        """Forget these instances (every copy), and series, studies and patients left
+        empty by it. The caller removes the files."""
+        i, se, st, p = schema.instances, schema.series, schema.studies, schema.patients
+        removed = 0
+        with write_transaction(self.engine) as conn:
+            for start in range(0, len(sop_instance_uids), 500):
+                chunk = sop_instance_uids[start : start + 500]
+                removed += conn.execute(delete(i).where(i.c.sop_instance_uid.in_(chunk))).rowcount
+            conn.execute(delete(se).where(~select(i.c.id).where(i.c.series_pk == se.c.id).exists()))
+            conn.execute(
+                delete(st).where(~select(se.c.id).where(se.c.study_pk == st.c.id).exists())
+            )
+            conn.execute(
+                delete(p).where(~select(st.c.id).where(st.c.patient_pk == p.c.id).exists())
+            )
+        self._series_pk.clear()
+        return int(removed)
 
     def totals(self) -> dict[str, int]:
         with self.engine.connect() as conn:

@@ -361,11 +361,33 @@ class AssociationAcceptor:
             item,
             message_id,
         )
+        return int(self._await_response(message_id).Status)
+
+    def _await_response(self, message_id: int) -> commands.Command:
         while message_id not in self._responses:
             ended = self._read_pdu()
             if ended:
-                raise pdu.PeerClosed(f"peer {ended} the association during a C-GET")
-        return int(self._responses.pop(message_id).Status)
+                raise pdu.PeerClosed(f"peer {ended} the association before answering")
+        return self._responses.pop(message_id)
+
+    def _event_report(self, context: AcceptedContext, fields: dict[str, Any], data: bytes) -> int:
+        """Send an N-EVENT-REPORT-RQ to the peer on this association (a storage
+        commitment report while the requestor still listens) and return its status.
+        A peer that has already asked to release raises ``PeerClosed`` unsent."""
+        assert self.peer is not None
+        if self.io.readable():
+            raise pdu.PeerClosed("the peer is leaving; the report goes on a new association")
+        message_id = next(self._sub_ids)
+        command = commands.encode_command(
+            CommandField=commands.N_EVENT_REPORT_RQ,
+            MessageID=message_id,
+            CommandDataSetType=0x0000,
+            **fields,
+        )
+        out = pdu.p_data_pdus(context.context_id, command, True, self.peer.max_pdu)
+        out += pdu.p_data_pdus(context.context_id, data, False, self.peer.max_pdu)
+        self.io.send(b"".join(out))
+        return int(self._await_response(message_id).Status)
 
     def _cancel_requested(self, message_id: int) -> bool:
         """Between the responses to one request the peer may send only a C-CANCEL-RQ
@@ -464,6 +486,7 @@ class AssociationAcceptor:
             message.sink,
             cancelled=lambda: self._cancel_requested(command.MessageID),
             store_back=self._store_back,
+            event_report=lambda fields, data: self._event_report(message.context, fields, data),
             extended=self.extended.get(message.context.abstract_syntax, b""),
         )
         self._handling = True

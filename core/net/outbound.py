@@ -137,16 +137,20 @@ class RequestorAssociation:
         if cx is None:
             raise LookupError(f"{self} accepted no context for {item.sop_class_uid}")
         message_id = next(self._ids) & 0xFFFF
-        send_store_request(
-            self.io,
-            cx.context_id,
-            cx.transfer_syntax,
-            self.peer_max_pdu,
-            item,
-            message_id,
-            move_originator,
-        )
-        return int(self.read_response().Status)
+        try:
+            send_store_request(
+                self.io,
+                cx.context_id,
+                cx.transfer_syntax,
+                self.peer_max_pdu,
+                item,
+                message_id,
+                move_originator,
+            )
+            return int(self.read_response().Status)
+        except (pdu.PeerClosed, pdu.ProtocolError, ConnectionError, TimeoutError) as exc:
+            self.io.close()
+            raise AssociationFailed(f"the peer broke off: {exc or type(exc).__name__}") from None
 
     def read_response(self) -> commands.Command:
         """Read PDUs until one whole response command has arrived."""

@@ -16,12 +16,8 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-from pydicom import dcmread
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
-from pydicom.uid import UID
-
 from dicombox.core.net import commands, pdu
+from dicombox.core.transcode import can_transcode, transcode
 
 NATIVE_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2")
 _PIECE = 1 << 20  # the most read from a file for one PDU when the peer sets no maximum
@@ -48,25 +44,18 @@ def dataset_offset(path: Path) -> int:
 
 
 def syntaxes_to_offer(stored_syntax: str) -> tuple[str, ...]:
-    """What to propose for a file: its own syntax first; native files also go native."""
-    if stored_syntax in NATIVE_SYNTAXES:
-        return (stored_syntax, *(s for s in NATIVE_SYNTAXES if s != stored_syntax))
-    return (stored_syntax,)
-
-
-def _converted(path: Path, syntax: str) -> bytes:
-    """A native data set re-encoded in another native syntax (pixel data untouched)."""
-    ds = dcmread(path)
-    target = UID(syntax)
-    fp = DicomBytesIO()
-    fp.is_implicit_VR, fp.is_little_endian = target.is_implicit_VR, target.is_little_endian
-    write_dataset(fp, ds)
-    return fp.getvalue()
+    """What to propose for a file: its own syntax first, then native ones it can be
+    decoded to (for a peer that takes no compression)."""
+    return (
+        stored_syntax,
+        *(s for s in NATIVE_SYNTAXES if s != stored_syntax and can_transcode(stored_syntax, s)),
+    )
 
 
 def _dataset_pieces(item: StoredFile, syntax: str, room: int) -> Iterator[bytes]:
     if syntax != item.transfer_syntax_uid:
-        data = BytesIO(_converted(item.path, syntax))
+        # The choice of syntax (lossy or not) was made when the contexts were proposed.
+        data = BytesIO(transcode(item.path, syntax, allow_lossy=True))
         while piece := data.read(room):
             yield piece
         return

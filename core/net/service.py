@@ -103,6 +103,9 @@ class Request:
     # C-STORE a stored file back to the peer on this association (C-GET sub-operations);
     # returns the peer's status. None where the host cannot.
     store_back: Callable[[Any], int] | None = None
+    # Send an N-EVENT-REPORT-RQ (command fields by keyword, encoded data set) to the peer
+    # on this association once the reply is out; returns the peer's status.
+    event_report: Callable[[dict[str, Any], bytes], int] | None = None
     # The SOP Class Extended Negotiation accepted for this context's SOP class (b"": none).
     extended: bytes = b""
 

@@ -7,18 +7,15 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from io import BytesIO
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
-from pydicom.uid import UID
 from sqlalchemy import Select, distinct, func, select, true
 
 from dicombox.core.box import Box
 from dicombox.core.index import schema
+from dicombox.core.net.dataset_codec import decode_dataset as decode_identifier
+from dicombox.core.net.dataset_codec import encode_dataset as encode_identifier
 from dicombox.core.net.service import Reply, Request
 from dicombox.plugins.qr.keys import KEYS, ORDER, TABLES, Key
 from dicombox.plugins.qr.matching import Match, date_time_span, match, sequence_check
@@ -60,19 +57,6 @@ class Query:
     @property
     def table_level(self) -> str:
         return TABLE_LEVEL[self.level]
-
-
-def decode_identifier(data: bytes, transfer_syntax: str) -> Dataset:
-    ts = UID(transfer_syntax)
-    return read_dataset(BytesIO(data), ts.is_implicit_VR, ts.is_little_endian)
-
-
-def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
-    ts = UID(transfer_syntax)
-    fp = DicomBytesIO()
-    fp.is_implicit_VR, fp.is_little_endian = ts.is_implicit_VR, ts.is_little_endian
-    write_dataset(fp, ds)
-    return fp.getvalue()
 
 
 def parse_query(identifier: Dataset, model: Model, case_insensitive: bool) -> Query:

@@ -1,22 +1,28 @@
-"""Storage: the C-STORE SCP that keeps what modalities send.
-
-Later: the forwarding SCU and transcoding join this plugin.
+"""Storage: the C-STORE SCP that keeps what modalities send, the forwarding SCU that
+passes it on by [[route]] rules (transcoding for peers that need it), ``dicombox send``,
+and the watermark policy that makes room by deleting what the archive has committed.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+from typing import Any
 
 from dicombox.core import hookimpl
 from dicombox.core.box import Box
+from dicombox.core.jobs import JobHandler
 from dicombox.core.net.commands import C_STORE_RQ
 from dicombox.core.net.service import Service, SupportedContext
+from dicombox.plugins.storage.forward import FORWARD, queue_forwards, run_forward
 from dicombox.plugins.storage.scp import StorageSCP
+from dicombox.plugins.storage.send import add_verb
 from dicombox.plugins.storage.sop_classes import (
     STORAGE_CLASSES,
     is_storage_class,
     transfer_syntax_order,
 )
+from dicombox.plugins.storage.watermark import enforce, start_watch
 
 __version__ = "1.0.0"
 
@@ -41,6 +47,30 @@ def dicombox_services(box: Box) -> list[Service]:
             fallback_transfer_syntaxes=syntaxes,
         )
     ]
+
+
+@hookimpl
+def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
+    queue_forwards(box, instance, dataset)
+
+
+@hookimpl
+def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
+    return {FORWARD: lambda job, progress: run_forward(box, job, progress)}
+
+
+@hookimpl
+def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
+    add_verb(subparsers)
+    p = subparsers.add_parser(
+        "watermark", help="apply the watermark policy now: delete committed instances"
+    )
+    p.set_defaults(func=lambda box, args: print(f"deleted {enforce(box)} instances") or 0)
+
+
+@hookimpl
+def dicombox_start(box: Box) -> None:
+    start_watch(box)
 
 
 @hookimpl

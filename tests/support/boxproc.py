@@ -59,8 +59,8 @@ class RunningBox:
         raise RuntimeError(f"dicombox did not become ready:\n{self.output()}")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run a ``dicombox`` command against this box's data."""
-        return run_cli("--data-dir", str(self.data_dir), *args)
+        """Run a ``dicombox`` command against this box's configuration and data."""
+        return run_cli("--config", str(self.config), "--data-dir", str(self.data_dir), *args)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

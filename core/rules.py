@@ -1,0 +1,60 @@
+"""[[route]] rules: does a stored instance meet a route's ``when``?
+
+``when`` maps a key to a pattern. Keys are ``calling_ae``, ``sop_class`` or any DICOM
+keyword (``Modality``, ``StationName`` …; ``modality`` in lower case works too).
+Patterns take ``*`` and ``?`` wildcards and alternatives separated by ``|``
+(``"CT|MR"``). Every key must match; an empty ``when`` matches everything. What a route
+then does (forward, fetch priors, burn, print) is up to the plugin owning that action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+
+from dicombox.core.header import value_of
+
+ALIASES = {"calling_ae": "", "sop_class": "SOPClassUID", "modality": "Modality"}
+
+
+def key_problem(key: str) -> str:
+    """Why ``key`` cannot be a ``when`` key, or ''."""
+    if key in ALIASES or tag_for_keyword(key) is not None:
+        return ""
+    return f"{key!r} is neither calling_ae, sop_class nor a DICOM keyword"
+
+
+def _text(value: Any) -> list[str]:
+    if value is None:
+        return [""]
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return [str(v) for v in value] or [""]
+    return [v.strip() for v in str(value).split("\\")]
+
+
+def route_matches(when: dict[str, str], calling_ae: str, read: Callable[[str], Any]) -> bool:
+    """``read(keyword)`` gives an attribute of the instance (None when absent)."""
+    for key, pattern in when.items():
+        keyword = ALIASES.get(key, key)
+        values = [calling_ae] if key == "calling_ae" else _text(read(keyword))
+        alternatives = pattern.split("|")
+        if not any(fnmatchcase(v, alt) for v in values for alt in alternatives):
+            return False
+    return True
+
+
+def dataset_reader(dataset: Any, load_more: Callable[[], Any]) -> Callable[[str], Any]:
+    """Reads from the header the index kept, and from the file (once) for anything else."""
+    loaded: list[Any] = []
+
+    def read(keyword: str) -> Any:
+        if keyword in dataset:
+            return value_of(dataset, keyword)
+        if not loaded:
+            loaded.append(load_more())
+        return loaded[0].get(keyword)
+
+    return read

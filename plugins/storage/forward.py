@@ -1,0 +1,170 @@
+"""Forwarding: [[route]] rules queue a forward job per destination and study, and the
+job delivers the study's instances to the remote on one association.
+
+A job holds SOP Instance UIDs; the files are looked up in the index when it runs, so a
+job outlives a restart. What each remote has taken is recorded in the index
+(``deliveries``): a retry after the peer went away midway sends only the rest, and the
+commitment plugin hears of each delivery through the ``forward.done`` event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pydicom import dcmread
+from sqlalchemy import delete, insert, select
+
+from dicombox.core.box import Box
+from dicombox.core.index import schema
+from dicombox.core.index.engine import write_transaction
+from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
+from dicombox.core.net.delivery import (
+    DeliveryInterrupted,
+    DeliveryReport,
+    OutboundPolicy,
+    deliver,
+)
+from dicombox.core.net.outbound import AssociationFailed
+from dicombox.core.net.requestor import Destination
+from dicombox.core.net.sending import StoredFile
+from dicombox.core.rules import dataset_reader, route_matches
+
+log = logging.getLogger("dicombox.forward")
+
+FORWARD = "forward"
+
+
+def queue_forwards(box: Box, instance: Any, dataset: Any) -> None:
+    """Called for each stored instance: one gathered job per matching destination."""
+    routes = [r for r in box.config.route if r.forward]
+    if not routes:
+        return
+    read = dataset_reader(
+        dataset, lambda: dcmread(box.store.path(instance.path), stop_before_pixels=True)
+    )
+    targets: list[str] = []
+    for route in routes:
+        if route_matches(route.when, instance.calling_ae, read):
+            targets += [t for t in route.forward if t not in targets]
+    for target in targets:
+        remote = box.config.remote_named(target)
+        assert remote is not None, "config check makes sure forward targets exist"
+        box.jobs.gather(
+            FORWARD,
+            f"{target} {instance.study_instance_uid}",
+            [instance.sop_instance_uid],
+            queue=f"remote:{target}",
+            max_attempts=remote.retries + 1,
+            retry_delay_s=remote.retry_delay_s,
+            delay_s=box.config.storage.forward_delay_s,
+        )
+
+
+def stored_files(box: Box, sop_uids: list[str]) -> list[StoredFile]:
+    """The stored files of these instances, in the order given; unknown ones left out."""
+    i = schema.instances
+    found: dict[str, StoredFile] = {}
+    with box.index.engine.connect() as conn:
+        for start in range(0, len(sop_uids), 500):
+            rows = conn.execute(
+                select(
+                    i.c.path, i.c.sop_class_uid, i.c.sop_instance_uid, i.c.transfer_syntax_uid
+                ).where(i.c.sop_instance_uid.in_(sop_uids[start : start + 500]), i.c.copy == 0)
+            ).all()
+            for r in rows:
+                found[r.sop_instance_uid] = StoredFile(
+                    box.store.path(r.path),
+                    r.sop_class_uid,
+                    r.sop_instance_uid,
+                    r.transfer_syntax_uid,
+                )
+    return [found[u] for u in sop_uids if u in found]
+
+
+def delivered_since(box: Box, remote: str, since: float) -> set[str]:
+    d = schema.deliveries
+    with box.index.engine.connect() as conn:
+        rows = conn.execute(
+            select(d.c.sop_instance_uid).where(d.c.remote == remote, d.c.updated_at >= since)
+        ).all()
+    return {r.sop_instance_uid for r in rows}
+
+
+def record_deliveries(box: Box, remote: str, items: list[StoredFile]) -> None:
+    d = schema.deliveries
+    now = time.time()
+    uids = [i.sop_instance_uid for i in items]
+    with write_transaction(box.index.engine) as conn:
+        for start in range(0, len(uids), 500):
+            chunk = uids[start : start + 500]
+            conn.execute(delete(d).where(d.c.remote == remote, d.c.sop_instance_uid.in_(chunk)))
+            conn.execute(
+                insert(d),
+                [
+                    {
+                        "sop_instance_uid": u,
+                        "remote": remote,
+                        "state": "delivered",
+                        "updated_at": now,
+                    }
+                    for u in chunk
+                ],
+            )
+
+
+def send_to_remote(
+    box: Box, remote_name: str, items: list[StoredFile], progress: JobContext
+) -> DeliveryReport:
+    """Deliver ``items`` to a [[remote]], record what it took, announce it."""
+    remote = box.config.remote_named(remote_name)
+    if remote is None:
+        raise PermanentJobError(f"no [[remote]] named {remote_name!r} any more")
+    destination = Destination(remote.ae_title, remote.host, remote.port, remote.name)
+    try:
+        report = deliver(
+            items,
+            destination,
+            box.config.box.ae_title,
+            box.config.network,
+            OutboundPolicy.of(remote),
+            lambda done, total: progress(f"{done}/{total} sent to {remote_name}"),
+        )
+    except DeliveryInterrupted as exc:
+        _settle(box, remote_name, exc.report)
+        raise TransientJobError(f"{destination} broke off: {exc}; {exc.report.summary}") from None
+    except AssociationFailed as exc:
+        if exc.permanent:
+            raise PermanentJobError(str(exc)) from None
+        raise TransientJobError(str(exc)) from None
+    _settle(box, remote_name, report)
+    return report
+
+
+def _settle(box: Box, remote: str, report: DeliveryReport) -> None:
+    record_deliveries(box, remote, report.delivered)
+    if report.delivered:
+        box.bus.publish(
+            "forward.done",
+            remote=remote,
+            instances=[[i.sop_class_uid, i.sop_instance_uid] for i in report.delivered],
+        )
+    for item, why in report.refused:
+        log.warning("%s refused %s: %s", remote, item.sop_instance_uid, why)
+
+
+def run_forward(box: Box, job: Job, progress: JobContext) -> None:
+    remote = job.queue.removeprefix("remote:")
+    wanted = job.payload["items"]
+    already = delivered_since(box, remote, job.created_at)
+    items = stored_files(box, [u for u in wanted if u not in already])
+    if not items:
+        progress(f"all {len(wanted)} already at {remote}")
+        return
+    report = send_to_remote(box, remote, items, progress)
+    progress(f"{remote}: {report.summary}")
+    if report.deferred:
+        raise TransientJobError(report.summary)
+    if report.refused:
+        raise PermanentJobError(report.summary)

@@ -1,0 +1,252 @@
+"""Storage commitment both ways against a pynetdicom peer: the box as SCP (report on the
+requestor's association, or on a new one; unknown instances fail with 0112) and as SCU
+after a forward (report on our association, or on one the archive opens)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import AE, build_role, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+
+from tests.conftest import require
+from tests.support.boxproc import RunningBox
+from tests.support.peers import free_port, storescu
+from tests.test_forward import ct_files, jobs, remote, routed
+
+PUSH_MODEL, PUSH_MODEL_INSTANCE = "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1"
+
+
+def commit_request(pairs: list[tuple[str, str]]) -> Dataset:
+    ds = Dataset()
+    ds.TransactionUID = generate_uid()
+    ds.ReferencedSOPSequence = []
+    for sop_class, uid in pairs:
+        item = Dataset()
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, uid
+        ds.ReferencedSOPSequence.append(item)
+    return ds
+
+
+def stored_pairs(box: RunningBox, tmp_path: Path, count: int) -> list[tuple[str, str]]:
+    files = ct_files(tmp_path / "ct", count)
+    assert storescu(box.port, files).returncode == 0
+    return [(str(d.SOPClassUID), str(d.SOPInstanceUID)) for d in map(pydicom.dcmread, files)]
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_scp_reports_on_the_same_association(make_box, tmp_path):
+    require("storescu")
+    box = make_box()
+    pairs = stored_pairs(box, tmp_path, 2)
+    unknown = (pairs[0][0], generate_uid())
+    reports: list[tuple[int, Dataset]] = []
+
+    def on_report(event: evt.Event) -> int:
+        reports.append((event.event_type, event.event_information))
+        return 0x0000
+
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(PUSH_MODEL)
+    assoc = ae.associate(
+        "127.0.0.1",
+        box.port,
+        ae_title="DICOMBOX",
+        evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)],
+    )
+    assert assoc.is_established
+    request = commit_request([*pairs, unknown])
+    status, _ = assoc.send_n_action(request, 1, PUSH_MODEL, PUSH_MODEL_INSTANCE)
+    assert status.Status == 0x0000
+    wait_for(lambda: reports)
+    assoc.release()
+    ((event_type, report),) = reports
+    assert event_type == 2  # some failed
+    assert report.TransactionUID == request.TransactionUID
+    assert sorted(i.ReferencedSOPInstanceUID for i in report.ReferencedSOPSequence) == sorted(
+        uid for _, uid in pairs
+    )
+    (failed,) = report.FailedSOPSequence
+    assert failed.ReferencedSOPInstanceUID == unknown[1] and failed.FailureReason == 0x0112
+
+
+def test_scp_reports_on_a_new_association(make_box, tmp_path):
+    require("storescu")
+    port = free_port()
+    reports: list[Dataset] = []
+
+    def on_report(event: evt.Event) -> int:
+        reports.append(event.event_information)
+        return 0x0000
+
+    modality = AE(ae_title="MODALITY")
+    modality.add_supported_context(PUSH_MODEL, scu_role=True, scp_role=True)
+    server = modality.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)]
+    )
+    try:
+        box = make_box(remote("ct", port, ae="MODALITY") + '[commitment]\nreport_on = "new"\n')
+        pairs = stored_pairs(box, tmp_path, 3)
+        modality.add_requested_context(PUSH_MODEL)
+        assoc = modality.associate("127.0.0.1", box.port, ae_title="DICOMBOX")
+        status, _ = assoc.send_n_action(commit_request(pairs), 1, PUSH_MODEL, PUSH_MODEL_INSTANCE)
+        assoc.release()
+        assert status.Status == 0x0000
+        wait_for(lambda: reports)
+    finally:
+        server.shutdown()
+    (report,) = reports
+    assert len(report.ReferencedSOPSequence) == 3 and "FailedSOPSequence" not in report
+
+
+class CommittingArchive:
+    """A pynetdicom archive: stores, and answers commitment requests either on the
+    requestor's association or by opening one to the box."""
+
+    def __init__(self, port: int, on_new_association_to: int | None = None) -> None:
+        self.stored: set[str] = set()
+        self.box_port = on_new_association_to
+        self.ae = AE(ae_title="ARCHIVE")
+        self.ae.supported_contexts = AllStoragePresentationContexts
+        self.ae.add_supported_context(PUSH_MODEL)
+        self.server = self.ae.start_server(
+            ("127.0.0.1", port),
+            block=False,
+            evt_handlers=[(evt.EVT_C_STORE, self.on_store), (evt.EVT_N_ACTION, self.on_action)],
+        )
+
+    def on_store(self, event: evt.Event) -> int:
+        self.stored.add(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    def report_for(self, request: Dataset) -> Dataset:
+        report = Dataset()
+        report.TransactionUID = request.TransactionUID
+        report.ReferencedSOPSequence = [
+            i for i in request.ReferencedSOPSequence if i.ReferencedSOPInstanceUID in self.stored
+        ]
+        return report
+
+    def on_action(self, event: evt.Event):
+        report = self.report_for(event.action_information)
+        if self.box_port is None:
+            threading.Timer(
+                0.3, event.assoc.send_n_event_report, (report, 1, PUSH_MODEL, PUSH_MODEL_INSTANCE)
+            ).start()
+        else:
+            threading.Timer(0.3, self.report_on_new_association, (report,)).start()
+        return 0x0000, None
+
+    def report_on_new_association(self, report: Dataset) -> None:
+        ae = AE(ae_title="ARCHIVE")
+        ae.add_requested_context(PUSH_MODEL)
+        assoc = ae.associate(
+            "127.0.0.1",
+            self.box_port,
+            ae_title="DICOMBOX",
+            ext_neg=[build_role(PUSH_MODEL, scp_role=True)],
+        )
+        assert assoc.is_established
+        assoc.send_n_event_report(report, 1, PUSH_MODEL, PUSH_MODEL_INSTANCE)
+        assoc.release()
+
+
+def delivery_states(box: RunningBox) -> dict[str, str]:
+    with sqlite3.connect(box.data_dir / "index.sqlite") as db:
+        return dict(db.execute("select sop_instance_uid, state from deliveries").fetchall())
+
+
+def test_scu_asks_after_forwarding_and_marks_committed(make_box, tmp_path):
+    require("storescu")
+    port = free_port()
+    archive = CommittingArchive(port)
+    try:
+        extra = "commit = true\ncommit_delay_s = 0.2"
+        box = make_box(remote("pacs", port, extra=extra) + routed("pacs"))
+        pairs = stored_pairs(box, tmp_path, 4)
+        wait_for(lambda: set(delivery_states(box).values()) == {"committed"})
+    finally:
+        archive.server.shutdown()
+    assert set(delivery_states(box)) == {uid for _, uid in pairs}
+
+
+def test_scu_takes_the_report_on_a_new_association(make_box, tmp_path):
+    require("storescu")
+    port = free_port()
+    box = make_box(
+        remote("pacs", port, extra="commit = true\ncommit_delay_s = 0.2")
+        + routed("pacs")
+        + "[commitment]\nreport_wait_s = 0\n"
+    )
+    archive = CommittingArchive(port, on_new_association_to=box.port)
+    try:
+        pairs = stored_pairs(box, tmp_path, 3)
+        wait_for(lambda: set(delivery_states(box).values()) == {"committed"})
+    finally:
+        archive.server.shutdown()
+    assert len(delivery_states(box)) == len(pairs)
+    # The report came on the archive's own association; the timeout check stays queued
+    # and will find nothing left to ask for.
+    states = {j["kind"]: j["state"] for j in jobs(box)}
+    assert states == {"forward": "done", "commit-request": "done", "commit-timeout": "queued"}
+
+
+class SilentArchive(CommittingArchive):
+    """Accepts the request and never reports."""
+
+    def on_action(self, event: evt.Event):
+        return 0x0000, None
+
+
+def test_scu_asks_again_then_gives_up_with_timed_out(make_box, tmp_path):
+    require("storescu")
+    port = free_port()
+    archive = SilentArchive(port)
+    try:
+        box = make_box(
+            remote("pacs", port, extra="commit = true\ncommit_delay_s = 0.1")
+            + routed("pacs")
+            + "[commitment]\nreport_wait_s = 0.2\nreport_timeout_s = 0.5\nrequest_retries = 1\n"
+        )
+        stored_pairs(box, tmp_path, 2)
+        wait_for(lambda: set(delivery_states(box).values()) == {"refused"}, timeout=30)
+    finally:
+        archive.server.shutdown()
+    kinds = sorted(j["kind"] for j in jobs(box))
+    assert kinds.count("commit-request") == 2  # asked, then asked once more
+    with sqlite3.connect(box.data_dir / "index.sqlite") as db:
+        assert {d for (d,) in db.execute("select detail from deliveries")} == {"timed out"}
+
+
+def test_watermark_deletes_only_committed_instances(make_box, tmp_path):
+    require("storescu")
+    port = free_port()
+    archive = CommittingArchive(port)
+    try:
+        box = make_box(
+            remote("pacs", port, extra="commit = true\ncommit_delay_s = 0.1")
+            + routed("pacs", 'modality = "CT"', storage="watermark_mb = 0.001")
+        )
+        committed = stored_pairs(box, tmp_path, 3)
+        kept = ct_files(tmp_path / "mr", 2, modality="MR")
+        assert storescu(box.port, kept).returncode == 0
+        wait_for(lambda: set(delivery_states(box).values()) == {"committed"})
+    finally:
+        archive.server.shutdown()
+    result = box.cli("watermark")
+    assert "deleted 3 instances" in result.stdout, result.stdout + result.stderr
+    left = sorted(p.name for p in (box.data_dir / "studies").rglob("*.dcm"))
+    assert left == sorted(f"{pydicom.dcmread(p).SOPInstanceUID}.dcm" for p in kept)
+    assert not any(uid in box.cli("studies").stdout for _, uid in committed)
