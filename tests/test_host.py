@@ -89,10 +89,10 @@ def test_status_and_jobs_commands(box):
     assert f"running: DICOMBOX on port {box.port}" in status.stdout
     assert "stored: 0 studies, 0 instances" in status.stdout
     engine = open_engine(sqlite_url(box.data_dir.resolve()))
-    job = JobQueue(engine).enqueue("forward", {"to": "pacs"}, queue="pacs")
+    job = JobQueue(engine).enqueue("example", {"to": "pacs"}, queue="pacs")  # no runner takes it
     close_engine(engine)
     (row,) = box.cli("jobs").stdout.splitlines()[1:]
-    assert row.split()[:5] == [str(job), "forward", "pacs", "queued", "0/3"]
+    assert row.split()[:5] == [str(job), "example", "pacs", "queued", "0/3"]
     assert box.cli("jobs", "cancel", str(job)).returncode == 0
     assert "cancelled" in box.cli("jobs").stdout
     box.stop()

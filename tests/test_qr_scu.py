@@ -28,6 +28,13 @@ name = "archive"
 ae_title = "ARCHIVE"
 host = "127.0.0.1"
 port = {port}
+
+[storage]
+forward_delay_s = 0.2
+
+[[route]]
+when = {{ PatientID = "PRIOR*" }}
+fetch_priors = "archive"
 """)
     db = tmp_path / "qrdb"
     db.mkdir()
@@ -56,6 +63,7 @@ AETable END
             study, series, n, rows=32, columns=32, patient="ARCH^IVE", patient_id="AR1"
         ).save_as(data / f"{n}.dcm", enforce_file_format=True)
     assert storescu(port, sorted(data.iterdir()), aec="ARCHIVE").returncode == 0
+    box.archive_port = port
     yield box, study
     proc.terminate()
     proc.wait()
@@ -64,8 +72,6 @@ AETable END
 def test_find_move_and_get_against_dcmqrscp(dcmqrscp, tmp_path: Path):
     box, study = dcmqrscp
     found = box.cli(
-        "--config",
-        str(box.config),
         "find",
         "archive",
         "-k",
@@ -79,8 +85,6 @@ def test_find_move_and_get_against_dcmqrscp(dcmqrscp, tmp_path: Path):
     assert f"StudyInstanceUID={study}" in found.stdout and "1 match(es)" in found.stdout
 
     moved = box.cli(
-        "--config",
-        str(box.config),
         "move",
         "archive",
         "DICOMBOX",
@@ -94,8 +98,6 @@ def test_find_move_and_get_against_dcmqrscp(dcmqrscp, tmp_path: Path):
     # get: into a second box's store, through the CLI alone (that box is not running)
     other = tmp_path / "other"
     got = box.cli(
-        "--config",
-        str(box.config),
         "--data-dir",
         str(other),
         "get",
@@ -113,3 +115,26 @@ def test_unknown_remote_is_a_clear_error(box):
     result = box.cli("find", "nowhere", "-k", "PatientID")
     assert result.returncode != 0
     assert "'nowhere' is no [[remote]] name" in result.stdout + result.stderr
+
+
+def test_route_fetches_priors_of_an_arriving_study(dcmqrscp, tmp_path: Path):
+    box, _ = dcmqrscp
+    prior, current = generate_uid(), generate_uid()
+    for study, folder, date in ((prior, "prior", "20240101"), (current, "current", "20261123")):
+        (tmp_path / folder).mkdir()
+        ds = ct_dataset(study, generate_uid(), 1, rows=16, columns=16, patient_id="PRIOR1")
+        ds.StudyDate = date
+        ds.save_as(tmp_path / folder / "1.dcm", enforce_file_format=True)
+    assert storescu(box.archive_port, [tmp_path / "prior" / "1.dcm"], aec="ARCHIVE").returncode == 0
+    assert storescu(box.port, [tmp_path / "current" / "1.dcm"]).returncode == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        held = {r["study_instance_uid"] for r in json.loads(box.cli("studies", "--json").stdout)}
+        if prior in held:
+            break
+        time.sleep(0.3)
+    assert held == {prior, current}, box.cli("jobs").stdout
+    (job,) = [
+        j for j in json.loads(box.cli("jobs", "--json").stdout) if j["kind"] == "fetch-priors"
+    ]
+    assert job["state"] == "done" and "fetched 1" in job["progress"], job

@@ -3,8 +3,8 @@
 Used on both sides of an association: as requestor (C-MOVE sub-operations, forwarding)
 through ``RequestorAssociation``, and as acceptor for C-GET sub-operations on the
 peer's own association. A file goes out in the transfer syntax it was stored in, read
-in PDU-sized pieces and never decoded; a native file can also go out in another native
-syntax the peer prefers.
+in PDU-sized pieces and never decoded; when the peer accepted another syntax for it,
+the data set is transcoded in memory first (``core.transcode``).
 """
 
 from __future__ import annotations

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicombox.core import hookimpl
 from dicombox.core.box import Box
+from dicombox.core.jobs import JobHandler
 from dicombox.core.net.commands import C_FIND_RQ, C_GET_RQ, C_MOVE_RQ
 from dicombox.core.net.service import Service, SupportedContext
 from dicombox.plugins.qr.find import FindSCP
 from dicombox.plugins.qr.models import MODELS
+from dicombox.plugins.qr.priors import FETCH_PRIORS, queue_prior_fetch, run_fetch_priors
 from dicombox.plugins.qr.retrieve import RetrieveSCP
 from dicombox.plugins.qr.scu import add_verbs
 
@@ -26,6 +29,7 @@ SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 class QRSection:
     max_matches: int = 0  # 0 = unlimited; past it the final status is A700
     case_insensitive_names: bool = False  # PN matching ignores case (seed 001 does)
+    priors_max: int = 3  # a [[route]]'s fetch_priors pulls at most this many earlier studies
 
 
 @hookimpl
@@ -65,6 +69,21 @@ def find_extended_negotiation(proposed: bytes) -> bytes:
     wanted = proposed.ljust(4, b"\x00")
     offered = bytes([wanted[0] & 1, wanted[1] & 1, wanted[2] & 1, 0])
     return offered[: max(1, min(len(proposed), 4))]
+
+
+@hookimpl
+def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
+    queue_prior_fetch(box, instance, dataset)
+
+
+@hookimpl
+def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
+    settings: QRSection = box.section("qr")
+    return {
+        FETCH_PRIORS: lambda job, progress: run_fetch_priors(
+            box, settings.priors_max, job, progress
+        )
+    }
 
 
 @hookimpl

@@ -90,6 +90,15 @@ def dicombox_conformance(box: Box) -> list[dict[str, object]]:
             "notes": "",
         }
         for uid in STORAGE_CLASSES
+    ] + [
+        {
+            "service": "Storage",
+            "sop_class": "every storage class",
+            "uid": "",
+            "role": "SCU",
+            "transfer_syntaxes": ["as stored", "or per [[remote]] transfer_syntaxes"],
+            "notes": "forwarding by [[route]], dicombox send; transcoding where needed",
+        }
     ]
 
 
