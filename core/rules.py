@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
+from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 
 from dicombox.core.header import value_of
@@ -46,15 +48,16 @@ def route_matches(when: dict[str, str], calling_ae: str, read: Callable[[str], A
     return True
 
 
-def dataset_reader(dataset: Any, load_more: Callable[[], Any]) -> Callable[[str], Any]:
-    """Reads from the header the index kept, and from the file (once) for anything else."""
+def instance_reader(path: Path, dataset: Any) -> Callable[[str], Any]:
+    """Reads from the header the index kept, and from the stored file at ``path`` (its
+    header, once) for anything else."""
     loaded: list[Any] = []
 
     def read(keyword: str) -> Any:
         if keyword in dataset:
             return value_of(dataset, keyword)
         if not loaded:
-            loaded.append(load_more())
+            loaded.append(dcmread(path, stop_before_pixels=True))
         return loaded[0].get(keyword)
 
     return read

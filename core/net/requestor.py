@@ -4,10 +4,12 @@ timeouts and PDU size, and the resolution of a destination from the CLI or a rul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pynetdicom import AE
+from pynetdicom.association import Association
 
-from dicombox.core.config import Config
+from dicombox.core.config import Config, RemoteSection
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,21 @@ def requestor_ae(config: Config, ae_title: str | None = None) -> AE:
     ae.dimse_timeout = net.dimse_timeout_s
     ae.network_timeout = net.network_timeout_s
     return ae
+
+
+def associate(
+    config: Config,
+    remote: RemoteSection,
+    contexts: list[str],
+    roles: list[Any] | None = None,
+    handlers: list[Any] | None = None,
+) -> Association | None:
+    """An association with a [[remote]] proposing ``contexts`` (default syntaxes), or
+    None when it could not be established (pynetdicom has logged why)."""
+    ae = requestor_ae(config)
+    for uid in contexts:
+        ae.add_requested_context(uid)
+    assoc = ae.associate(
+        remote.host, remote.port, ae_title=remote.ae_title, ext_neg=roles, evt_handlers=handlers
+    )
+    return assoc if assoc.is_established else None

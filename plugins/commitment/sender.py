@@ -7,7 +7,7 @@ from pynetdicom import build_role
 
 from dicombox.core.box import Box
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
-from dicombox.core.net.requestor import requestor_ae
+from dicombox.core.net.requestor import associate
 from dicombox.plugins.commitment.report import PUSH_MODEL, PUSH_MODEL_INSTANCE, Report
 
 
@@ -21,15 +21,8 @@ def send_report(box: Box, job: Job, progress: JobContext) -> None:
         )
     remote = remotes[0]
     report = Report.from_payload(job.payload)
-    ae = requestor_ae(box.config)
-    ae.add_requested_context(PUSH_MODEL)
-    assoc = ae.associate(
-        remote.host,
-        remote.port,
-        ae_title=remote.ae_title,
-        ext_neg=[build_role(PUSH_MODEL, scp_role=True)],
-    )
-    if not assoc.is_established:
+    assoc = associate(box.config, remote, [PUSH_MODEL], [build_role(PUSH_MODEL, scp_role=True)])
+    if assoc is None:
         raise TransientJobError(f"cannot associate with {remote.name} to report commitment")
     try:
         status = assoc.send_n_event_report(

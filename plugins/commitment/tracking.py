@@ -24,7 +24,7 @@ from dicombox.core.events import Event
 from dicombox.core.index import schema
 from dicombox.core.index.engine import write_transaction
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
-from dicombox.core.net.requestor import requestor_ae
+from dicombox.core.net.requestor import associate
 from dicombox.plugins.commitment.report import (
     PUSH_MODEL,
     PUSH_MODEL_INSTANCE,
@@ -89,15 +89,10 @@ def run_request(box: Box, settings: CommitmentSection, job: Job, progress: JobCo
         reports.append(event.event_information)
         return 0x0000, None
 
-    ae = requestor_ae(box.config)
-    ae.add_requested_context(PUSH_MODEL)
-    assoc = ae.associate(
-        remote.host,
-        remote.port,
-        ae_title=remote.ae_title,
-        evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)],
+    assoc = associate(
+        box.config, remote, [PUSH_MODEL], handlers=[(evt.EVT_N_EVENT_REPORT, on_report)]
     )
-    if not assoc.is_established:
+    if assoc is None:
         raise TransientJobError(f"cannot associate with {remote.name} for storage commitment")
     _mark(box, name, [uid for _, uid in items], state=REQUESTED, transaction_uid=transaction)
     try:

@@ -8,15 +8,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from dicombox.core.box import Box
 from dicombox.core.index import schema
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
-from dicombox.core.net.requestor import requestor_ae
-from dicombox.core.rules import dataset_reader, route_matches
+from dicombox.core.net.requestor import associate
+from dicombox.core.rules import instance_reader, route_matches
 from dicombox.plugins.qr.models import STUDY_ROOT
 
 log = logging.getLogger("dicombox.qr")
@@ -28,9 +27,7 @@ def queue_prior_fetch(box: Box, instance: Any, dataset: Any) -> None:
     routes = [r for r in box.config.route if r.fetch_priors]
     if not routes:
         return
-    read = dataset_reader(
-        dataset, lambda: dcmread(box.store.path(instance.path), stop_before_pixels=True)
-    )
+    read = instance_reader(box.store.path(instance.path), dataset)
     patient_id = str(read("PatientID") or "")
     if not patient_id:
         return  # no patient ID, no priors to look for
@@ -80,11 +77,8 @@ def run_fetch_priors(box: Box, max_priors: int, job: Job, progress: JobContext) 
     query.PatientID = patient_id
     query.StudyInstanceUID = ""
     query.StudyDate = ""
-    ae = requestor_ae(box.config)
-    ae.add_requested_context(STUDY_ROOT.find)
-    ae.add_requested_context(STUDY_ROOT.move)
-    assoc = ae.associate(remote.host, remote.port, ae_title=remote.ae_title)
-    if not assoc.is_established:
+    assoc = associate(box.config, remote, [STUDY_ROOT.find, STUDY_ROOT.move])
+    if assoc is None:
         raise TransientJobError(f"cannot associate with {remote.name} to look for priors")
     try:
         found = [

@@ -13,7 +13,6 @@ import logging
 import time
 from typing import Any
 
-from pydicom import dcmread
 from sqlalchemy import delete, insert, select
 
 from dicombox.core.box import Box
@@ -29,7 +28,7 @@ from dicombox.core.net.delivery import (
 from dicombox.core.net.outbound import AssociationFailed
 from dicombox.core.net.requestor import Destination
 from dicombox.core.net.sending import StoredFile
-from dicombox.core.rules import dataset_reader, route_matches
+from dicombox.core.rules import instance_reader, route_matches
 
 log = logging.getLogger("dicombox.forward")
 
@@ -41,9 +40,7 @@ def queue_forwards(box: Box, instance: Any, dataset: Any) -> None:
     routes = [r for r in box.config.route if r.forward]
     if not routes:
         return
-    read = dataset_reader(
-        dataset, lambda: dcmread(box.store.path(instance.path), stop_before_pixels=True)
-    )
+    read = instance_reader(box.store.path(instance.path), dataset)
     targets: list[str] = []
     for route in routes:
         if route_matches(route.when, instance.calling_ae, read):
