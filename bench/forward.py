@@ -79,13 +79,19 @@ def main() -> None:
             port = free_port()
             box_times, dcmtk_times = [], []
             for n in range(args.rounds):
-                peer = start_storescp(work / f"out-{port}-{n}", port, max_pdu)
-                try:
-                    box_times.append(time_box(work, files, port, label))
-                    dcmtk_times.append(time_storescu(files, port))
-                finally:
-                    peer.terminate()
-                    peer.wait()
+                # Each sender gets a fresh storescp and an empty folder, and the order
+                # alternates, so neither profits from the other's files or caches.
+                runs = [("box", box_times), ("dcmtk", dcmtk_times)]
+                for who, times in runs if n % 2 == 0 else reversed(runs):
+                    peer = start_storescp(work / f"out-{port}-{n}-{who}", port, max_pdu)
+                    try:
+                        if who == "box":
+                            times.append(time_box(work, files, port, label))
+                        else:
+                            times.append(time_storescu(files, port))
+                    finally:
+                        peer.terminate()
+                        peer.wait()
             ours = args.images / statistics.median(box_times)
             theirs = args.images / statistics.median(dcmtk_times)
             print(

@@ -103,9 +103,11 @@ def deliver(
     """Send ``items`` on one association. A peer that cannot be reached raises
     ``AssociationFailed``; one that breaks off midway, ``DeliveryInterrupted``."""
     report = DeliveryReport()
-    sendable = [i for i in items if not policy.sop_classes or i.sop_class_uid in policy.sop_classes]
+    sendable = []
     for item in items:
-        if item not in sendable:
+        if not policy.sop_classes or item.sop_class_uid in policy.sop_classes:
+            sendable.append(item)
+        else:
             report.refused.append((item, f"{destination.name or destination} takes no such class"))
     if not sendable:
         return report
