@@ -37,6 +37,15 @@ class PermanentJobError(Exception):
     """Retrying cannot help (unknown destination, object rejected): fail the job now."""
 
 
+class JobNotReady(Exception):
+    """What the job waits for has not happened yet (a disc not burned): run it again
+    after ``delay_s``. Not a failure: no attempt is counted."""
+
+    def __init__(self, why: str, delay_s: float) -> None:
+        super().__init__(why)
+        self.delay_s = delay_s
+
+
 @dataclass(frozen=True)
 class Job:
     id: int
@@ -180,6 +189,16 @@ class JobQueue:
         self._set(job.id, state=QUEUED, last_error=error, next_run_at=time.time() + delay)
         return QUEUED
 
+    def later(self, job: Job, why: str, delay_s: float) -> None:
+        """Queue ``job`` again after ``delay_s`` without counting this run as an attempt."""
+        self._set(
+            job.id,
+            state=QUEUED,
+            attempts=job.attempts - 1,
+            progress=why,
+            next_run_at=time.time() + delay_s,
+        )
+
     def retry(self, job_id: int) -> bool:
         """An operator's retry: a failed or cancelled job runs again now, attempts reset."""
         t = schema.jobs
@@ -296,6 +315,9 @@ class JobRunner:
 
         try:
             self.handlers[job.kind](job, report)
+        except JobNotReady as exc:
+            self.queue.later(job, str(exc), exc.delay_s)
+            return
         except Exception as exc:
             # An unexpected error (a full disk, a bug) is retried like a transient one: the
             # job stays visible with its error, and an operator can cancel it.

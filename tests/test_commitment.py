@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, build_role, evt
@@ -82,33 +83,73 @@ def test_scp_reports_on_the_same_association(make_box, tmp_path):
     assert failed.ReferencedSOPInstanceUID == unknown[1] and failed.FailureReason == 0x0112
 
 
-def test_scp_reports_on_a_new_association(make_box, tmp_path):
-    require("storescu")
+@pytest.fixture
+def modality(tmp_path):
+    """A pynetdicom modality on a port of its own that takes commitment reports on
+    associations the box opens; yields (its port, the reports it got)."""
     port = free_port()
     reports: list[Dataset] = []
 
-    def on_report(event: evt.Event) -> int:
+    def on_report(event: evt.Event) -> tuple[int, None]:
         reports.append(event.event_information)
-        return 0x0000
+        return 0x0000, None
 
-    modality = AE(ae_title="MODALITY")
-    modality.add_supported_context(PUSH_MODEL, scu_role=True, scp_role=True)
-    server = modality.start_server(
+    ae = AE(ae_title="MODALITY")
+    ae.add_supported_context(PUSH_MODEL, scu_role=True, scp_role=True)
+    server = ae.start_server(
         ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)]
     )
-    try:
-        box = make_box(remote("ct", port, ae="MODALITY") + '[commitment]\nreport_on = "new"\n')
-        pairs = stored_pairs(box, tmp_path, 3)
-        modality.add_requested_context(PUSH_MODEL)
-        assoc = modality.associate("127.0.0.1", box.port, ae_title="DICOMBOX")
-        status, _ = assoc.send_n_action(commit_request(pairs), 1, PUSH_MODEL, PUSH_MODEL_INSTANCE)
-        assoc.release()
-        assert status.Status == 0x0000
-        wait_for(lambda: reports)
-    finally:
-        server.shutdown()
+    yield port, reports
+    server.shutdown()
+
+
+def ask_commitment(box: RunningBox, pairs: list[tuple[str, str]]) -> None:
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(PUSH_MODEL)
+    assoc = ae.associate("127.0.0.1", box.port, ae_title="DICOMBOX")
+    status, _ = assoc.send_n_action(commit_request(pairs), 1, PUSH_MODEL, PUSH_MODEL_INSTANCE)
+    assoc.release()
+    assert status.Status == 0x0000
+
+
+def test_scp_reports_on_a_new_association(make_box, tmp_path, modality):
+    require("storescu")
+    port, reports = modality
+    box = make_box(remote("ct", port, ae="MODALITY") + '[commitment]\nreport_on = "new"\n')
+    ask_commitment(box, stored_pairs(box, tmp_path, 3))
+    wait_for(lambda: reports)
     (report,) = reports
     assert len(report.ReferencedSOPSequence) == 3 and "FailedSOPSequence" not in report
+
+
+def test_scp_after_burn_commits_what_was_burned_and_times_out_the_rest(
+    make_box, tmp_path, modality
+):
+    """Seed 001: commitment only once burned. The media plugin records burned instances
+    as delivered to "media"; here the test records two of three itself."""
+    require("storescu")
+    port, reports = modality
+    box = make_box(
+        remote("ct", port, ae="MODALITY")
+        + "[commitment]\nafter_burn = true\nburn_check_s = 0.3\nburn_timeout_s = 4\n"
+    )
+    pairs = stored_pairs(box, tmp_path, 3)
+    ask_commitment(box, pairs)
+    time.sleep(1)
+    assert reports == []  # nothing burned yet: no report
+    with sqlite3.connect(box.data_dir / "index.sqlite") as db:
+        db.executemany(
+            "insert into deliveries (sop_instance_uid, remote, state, transaction_uid, detail,"
+            " updated_at) values (?, 'media', 'committed', '', '', 0)",
+            [(uid,) for _, uid in pairs[:2]],
+        )
+    wait_for(lambda: reports)
+    (report,) = reports
+    assert sorted(i.ReferencedSOPInstanceUID for i in report.ReferencedSOPSequence) == sorted(
+        uid for _, uid in pairs[:2]
+    )
+    (failed,) = report.FailedSOPSequence
+    assert failed.ReferencedSOPInstanceUID == pairs[2][1] and failed.FailureReason == 0x0110
 
 
 class CommittingArchive:

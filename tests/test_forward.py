@@ -168,8 +168,9 @@ class FlakyArchive:
     """A pynetdicom storage SCP that aborts its first association after ``break_after``
     images, as a peer that crashes or loses its network midway would."""
 
-    def __init__(self, port: int, break_after: int) -> None:
+    def __init__(self, port: int, break_after: int = -1, status: int = 0x0000) -> None:
         self.break_after = break_after
+        self.status = status
         self.acknowledged: list[str] = []  # answered with success, in order
         self.associations = 0
         self.ae = AE(ae_title="ARCHIVE")
@@ -190,7 +191,7 @@ class FlakyArchive:
                 event.assoc.abort()
                 return 0xA700
             self.acknowledged.append(str(event.request.AffectedSOPInstanceUID))
-            return 0x0000
+            return self.status
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -211,6 +212,19 @@ def test_peer_that_breaks_off_gets_the_rest_and_nothing_twice(make_box, tmp_path
     sent = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in cts}
     assert set(archive.acknowledged) == sent
     assert len(archive.acknowledged) == len(sent)  # none acknowledged twice
+
+
+def test_a_duplicate_at_the_peer_counts_as_delivered(make_box, tmp_path):
+    require("storescu")
+    port = free_port()
+    archive = FlakyArchive(port, status=0x0111)  # "I have it already"
+    try:
+        box = make_box(remote("pacs", port) + routed("pacs"))
+        assert storescu(box.port, ct_files(tmp_path / "ct", 3)).returncode == 0
+        (job,) = wait_jobs_settled(box)
+    finally:
+        archive.stop()
+    assert job["state"] == "done" and job["progress"] == "pacs: 3 delivered", job
 
 
 def test_unreachable_peer_fails_after_its_retries(make_box, tmp_path):

@@ -3,13 +3,14 @@ timeouts and PDU size, and the resolution of a destination from the CLI or a rul
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-from dicombox.core.config import Config, RemoteSection
+from dicombox.core.config import Config, NetworkSection, RemoteSection
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,17 @@ def associate(
     """An association with a [[remote]] proposing ``contexts`` (default syntaxes), or
     None when it could not be established (pynetdicom has logged why)."""
     ae = requestor_ae(config)
+    ae.maximum_pdu_size = network_for(config.network, remote).send_max_pdu
     for uid in contexts:
         ae.add_requested_context(uid)
     assoc = ae.associate(
         remote.host, remote.port, ae_title=remote.ae_title, ext_neg=roles, evt_handlers=handlers
     )
     return assoc if assoc.is_established else None
+
+
+def network_for(network: NetworkSection, remote: RemoteSection) -> NetworkSection:
+    """The [network] settings with the PDU size this remote is given, if any."""
+    if not remote.max_pdu:
+        return network
+    return dataclasses.replace(network, send_max_pdu=remote.max_pdu)

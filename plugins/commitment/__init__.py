@@ -11,7 +11,7 @@ from dicombox.core.jobs import JobHandler
 from dicombox.core.net.commands import N_ACTION_RQ, N_EVENT_REPORT_RQ
 from dicombox.core.net.service import Service, SupportedContext
 from dicombox.plugins.commitment.report import PUSH_MODEL
-from dicombox.plugins.commitment.scp import REPORT_JOB, CommitmentSCP
+from dicombox.plugins.commitment.scp import AFTER_BURN_JOB, REPORT_JOB, CommitmentSCP
 from dicombox.plugins.commitment.sender import send_report
 from dicombox.plugins.commitment.settings import CommitmentSection
 from dicombox.plugins.commitment.tracking import (
@@ -55,6 +55,7 @@ def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
     settings: CommitmentSection = box.section("commitment")
     return {
         REPORT_JOB: lambda job, progress: send_report(box, job, progress),
+        AFTER_BURN_JOB: CommitmentSCP(box, settings).run_after_burn,
         REQUEST_JOB: lambda job, progress: run_request(box, settings, job, progress),
         TIMEOUT_JOB: lambda job, progress: run_timeout(box, settings, job, progress),
     }

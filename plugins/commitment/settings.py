@@ -13,6 +13,12 @@ class CommitmentSection:
     # open, else on a new one; or always on a new one (some modalities want that).
     report_on: Literal["same-or-new", "new"] = "same-or-new"
     report_retries: int = 3  # a report on a new association that fails is tried again
+    # Seed 001: commit only what has been burned to media (the media plugin records each
+    # burned and verified instance as delivered to the remote "media"); what is not
+    # burned within burn_timeout_s is reported failed, "timed out".
+    after_burn: bool = False
+    burn_timeout_s: float = 86400.0
+    burn_check_s: float = 60.0
     # The SCU: one request for all that a remote took within its commit_delay_s ("batch"),
     # or one request per instance.
     bundle: Literal["batch", "instance"] = "batch"

@@ -26,7 +26,7 @@ from dicombox.core.net.delivery import (
     deliver,
 )
 from dicombox.core.net.outbound import AssociationFailed
-from dicombox.core.net.requestor import Destination
+from dicombox.core.net.requestor import Destination, network_for
 from dicombox.core.net.sending import StoredFile
 from dicombox.core.rules import instance_reader, route_matches
 
@@ -124,7 +124,7 @@ def send_to_remote(
             items,
             destination,
             box.config.box.ae_title,
-            box.config.network,
+            network_for(box.config.network, remote),
             OutboundPolicy.of(remote),
             lambda done, total: progress(f"{done}/{total} sent to {remote_name}"),
         )
