@@ -21,6 +21,15 @@ AUDITED_TOPICS = {
     "instance.stored": "instance-stored",
     "instance.rejected": "instance-rejected",
     "instance.deleted": "instance-deleted",
+    "instance.coerced": "instance-coerced",
+    "forward.done": "instances-forwarded",
+    "commitment.requested": "commitment-requested",
+    "commitment.reported": "commitment-reported",
+    "worklist.polled": "worklist-polled",
+    "worklist.poll_failed": "worklist-poll-failed",
+    "mpps.created": "mpps-created",
+    "mpps.completed": "mpps-completed",
+    "mpps.discontinued": "mpps-discontinued",
     "job.failed": "job-failed",
 }
 

@@ -19,7 +19,8 @@ from dicombox.core.jobs import FAILED, QUEUED, RUNNING
 Command = Callable[[Box, argparse.Namespace], int]
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
+def format_table(rows: list[list[Any]], headers: list[str]) -> str:
+    """Rows as aligned columns under their headers (for plugins' CLI verbs too)."""
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
     lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
@@ -41,7 +42,7 @@ def cmd_studies(box: Box, args: argparse.Namespace) -> int:
         print("no studies stored")
         return 0
     print(
-        _table(
+        format_table(
             [
                 [
                     r["patient_name"],
@@ -82,7 +83,7 @@ def cmd_jobs(box: Box, args: argparse.Namespace) -> int:
         print("no jobs")
         return 0
     print(
-        _table(
+        format_table(
             [
                 [
                     j.id,
@@ -145,7 +146,7 @@ def cmd_reindex(box: Box, args: argparse.Namespace) -> int:
 
 def cmd_plugins(box: Box, args: argparse.Namespace) -> int:
     print(
-        _table(
+        format_table(
             [
                 [
                     i.name,
@@ -173,7 +174,7 @@ def cmd_conformance(box: Box, args: argparse.Namespace) -> int:
     print(f"Implementation Version Name: {net.implementation_version}")
     print(f"AE titles: {', '.join(box.local_ae_titles())}; port {box.config.box.port}\n")
     print(
-        _table(
+        format_table(
             [
                 [
                     r["service"],

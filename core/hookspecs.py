@@ -15,6 +15,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from dicombox.core.box import Box
+    from dicombox.core.coercion import Coercion
     from dicombox.core.jobs import JobHandler
     from dicombox.core.net.service import Service
 
@@ -52,8 +53,13 @@ def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
 
 
 @hookspec
-def dicombox_coerce(box: Box, dataset: Any, context: dict[str, Any]) -> None:
-    """Change an arriving data set's attributes before it is stored (worklist coercion)."""
+def dicombox_coerce(box: Box, dataset: Any, context: dict[str, Any]) -> Coercion | None:
+    """Should an arriving instance be corrected before it is stored (worklist coercion)?
+    ``dataset`` is its header as for ``dicombox_on_stored``; ``context`` holds
+    ``calling_ae``. Return a ``dicombox.core.coercion.Coercion`` (new values and the
+    reason) or None. Runs in the network worker for every instance: be quick. The core
+    rewrites the file, keeps the old values in Original Attributes Sequence and audits
+    the change."""
 
 
 @hookspec

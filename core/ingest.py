@@ -20,6 +20,7 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy.exc import IntegrityError
 
 from dicombox.core.box import Box
+from dicombox.core.coercion import coerce_file
 from dicombox.core.header import Truncated, scan_header, value_of
 from dicombox.core.store import IncomingFile, StoreFull, file_meta
 
@@ -142,7 +143,42 @@ class Ingest:
         if problem:
             sink.discard()
             return Outcome(DATASET_MISMATCH, problem)
-        return self._place(sink, ds, arrival)
+        return self._place(sink, self._coerced(sink, ds, arrival), arrival)
+
+    def _coerced(
+        self, sink: IncomingFile, ds: pydicom.Dataset, arrival: Arrival
+    ) -> pydicom.Dataset:
+        """The header after any coercion plugins ask for; the original if none do, or if
+        the change fails (the instance is then stored as received, and that is logged)."""
+        context = {"calling_ae": arrival.source_ae}
+        coercions = [
+            c for c in self.box.hook.dicombox_coerce(box=self.box, dataset=ds, context=context) if c
+        ]
+        if not coercions:
+            return ds
+        uid = arrival.sop_instance_uid or value_of(ds, "SOPInstanceUID")
+        try:
+            changed = coerce_file(sink, coercions, self.box.config.box.ae_title, arrival.source_ae)
+            if not changed:
+                return ds
+            coerced = scan_header(
+                sink.path,
+                sink.header_length,
+                sink.header_length + sink.size,
+                arrival.transfer_syntax,
+                self.box.index.header_tags,
+            )
+        except Exception:
+            log.exception("coercing %s failed; it is stored as received", uid)
+            return ds
+        self.box.bus.publish(
+            "instance.coerced",
+            sop_instance_uid=uid,
+            calling_ae=arrival.source_ae,
+            changed=changed,
+            reason="; ".join(c.reason for c in coercions),
+        )
+        return coerced
 
     def _place(self, sink: IncomingFile, ds: pydicom.Dataset, arrival: Arrival) -> Outcome:
         sop_uid = value_of(ds, "SOPInstanceUID")

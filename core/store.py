@@ -128,6 +128,18 @@ class IncomingFile:
         if self._fd is not None and not self.full:
             self._synced = self._flusher.submit(os.fsync, self._fd)
 
+    def replace_content(self, header_length: int, content: bytes) -> None:
+        """The whole file is now ``content`` (meta and data set), as coercion rewrote
+        it; its flush starts again, and ``place`` waits for it as before."""
+        if self._synced is not None:
+            self._synced.exception()  # let the flush of the old content finish first
+        self._close_fd()
+        self._synced = None
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
+        self.header_length, self.size = header_length, len(content) - header_length
+        self._write(content)
+        self.close()
+
     def sync_and_close(self) -> None:
         """Wait for the data to be on disk (ENOSPC here still means the volume is full)
         and close."""

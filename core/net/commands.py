@@ -187,12 +187,13 @@ def encode_command(**values: Any) -> bytes:
 def response_for(request: Command, status: int, **extra: Any) -> bytes:
     """The response command set answering ``request`` (same SOP class/instance, no data set
     unless the caller says otherwise with CommandDataSetType)."""
-    extra.setdefault("CommandDataSetType", NO_DATASET)
-    return encode_command(
-        CommandField=request.field | 0x8000,
-        MessageIDBeingRespondedTo=request.MessageID,
-        AffectedSOPClassUID=request.sop_class_uid or None,
-        AffectedSOPInstanceUID=request.sop_instance_uid or None,
-        Status=status,
-        **extra,
-    )
+    values: dict[str, Any] = {
+        "CommandField": request.field | 0x8000,
+        "MessageIDBeingRespondedTo": request.MessageID,
+        "AffectedSOPClassUID": request.sop_class_uid or None,
+        "AffectedSOPInstanceUID": request.sop_instance_uid or None,
+        "Status": status,
+        "CommandDataSetType": NO_DATASET,
+    }
+    values.update(extra)  # e.g. the SOP Instance UID an N-CREATE SCP assigned
+    return encode_command(**values)

@@ -14,11 +14,17 @@ from sqlalchemy import Select, distinct, func, select, true
 
 from dicombox.core.box import Box
 from dicombox.core.index import schema
+from dicombox.core.matching import (
+    Match,
+    answer_items,
+    date_time_span,
+    match,
+    sequence_check,
+)
 from dicombox.core.net.dataset_codec import decode_dataset as decode_identifier
 from dicombox.core.net.dataset_codec import encode_dataset as encode_identifier
 from dicombox.core.net.service import Reply, Request
 from dicombox.plugins.qr.keys import KEYS, ORDER, TABLES, Key
-from dicombox.plugins.qr.matching import Match, date_time_span, match, sequence_check
 from dicombox.plugins.qr.models import BY_FIND_UID, TABLE_LEVEL, Model
 
 log = logging.getLogger("dicombox.qr")
@@ -253,24 +259,6 @@ def _row_value(key: Key, row: dict[str, Any]) -> Any:
     return _extra_value(row, key.keyword) if key.extra else str(row.get(key.keyword, ""))
 
 
-def _answered_items(stored: Any, item: Dataset | None) -> list[Dataset]:
-    """A sequence key's answer: every stored item, cut to the keys the query item names
-    (an empty query item asks for all of them)."""
-    answered = []
-    for stored_item in stored or []:
-        if item is None or not len(item):
-            answered.append(stored_item)
-            continue
-        cut = Dataset()
-        for element in item:
-            if element.tag in stored_item:
-                cut[element.tag] = stored_item[element.tag]
-            else:
-                cut.add_new(element.tag, element.VR, None)
-        answered.append(cut)
-    return answered
-
-
 def _tag_of(keyword: str) -> int:
     from pydicom.datadict import tag_for_keyword
 
@@ -344,7 +332,7 @@ class FindSCP:
             elif key is None or key.table_level not in levels:
                 value = None
             elif key.extra and key.vr == "SQ":
-                value = _answered_items(_extra_value(row, keyword), query.items.get(keyword))
+                value = answer_items(_extra_value(row, keyword), query.items.get(keyword))
             elif key.extra:
                 value = _extra_value(row, keyword)
             else:

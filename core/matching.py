@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from sqlalchemy import and_, func, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 WILDCARD_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"}
 RANGE_VRS = {"DA", "TM", "DT"}
-MULTI_VALUED_VRS = {"CS"}  # stored joined by "\", matched value by value
+MULTI_VALUED_VRS = {"CS", "AE"}  # stored joined by a backslash, matched value by value
 
 
 @dataclass
@@ -223,3 +224,21 @@ def sequence_check(item: Any, case_insensitive: bool = False) -> Callable[[Any],
         return any(item_matches(stored_item) for stored_item in stored or [])
 
     return check
+
+
+def answer_items(stored: Any, item: Dataset | None) -> list[Dataset]:
+    """A sequence key's answer: every stored item, cut to the keys the query item names
+    (an empty query item asks for all of them)."""
+    answered = []
+    for stored_item in stored or []:
+        if item is None or not len(item):
+            answered.append(stored_item)
+            continue
+        cut = Dataset()
+        for element in item:
+            if element.tag in stored_item:
+                cut[element.tag] = stored_item[element.tag]
+            else:
+                cut.add_new(element.tag, element.VR, None)
+        answered.append(cut)
+    return answered
