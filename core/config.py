@@ -91,6 +91,9 @@ class RouteSection:
     when: dict[str, str] = field(default_factory=dict)
     forward: list[str] = field(default_factory=list)
     fetch_priors: str = ""  # a [[remote]] to pull this patient's earlier studies from
+    # When the route acts: as each instance is stored, or on the whole study once the
+    # modality reports its procedure step COMPLETED (MPPS).
+    on: Literal["stored", "mpps-completed"] = "stored"
     burn: bool = False
     print: str = ""
 

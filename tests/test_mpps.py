@@ -242,6 +242,7 @@ def test_a_ris_that_already_has_the_step_counts_as_done(make_box, ris):
     report_a_step(box)
     wait_for(lambda: {j["state"] for j in jobs(box)} == {"done"}, box)
     assert [action for action, _, _ in ris.received] == ["create", "set"]
+    assert all("it already had it" in j["progress"] for j in jobs(box))
 
 
 def test_a_ris_refusal_fails_the_job(make_box, ris):

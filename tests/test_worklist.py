@@ -286,3 +286,61 @@ def test_images_without_accession_get_the_item_data(make_box, ris, tmp_path):
     assert row["patient_id"] == "WL1"
     audit = (box.data_dir / "audit" / "audit.jsonl").read_text()
     assert '"instance-coerced"' in audit and "ACC77" in audit
+
+
+def test_mpps_completed_forwards_the_study(make_box, tmp_path):
+    """A route with on = "mpps-completed" sends the study when the modality says it is
+    done, not image by image."""
+    require("storescu", "storescp")
+    dest_port = free_port()
+    out = tmp_path / "archive"
+    out.mkdir()
+    archive = popen(["storescp", "-aet", "ARCHIVE", "-od", out, str(dest_port)])
+    box = make_box(
+        f'[[remote]]\nname = "pacs"\nae_title = "ARCHIVE"\nhost = "127.0.0.1"\nport = {dest_port}\n'
+        '\n[[route]]\non = "mpps-completed"\nforward = ["pacs"]\n'
+    )
+    try:
+        study = generate_uid()
+        files = []
+        for n in range(1, 4):
+            path = tmp_path / f"{n}.dcm"
+            ct_dataset(study, generate_uid(), n, rows=16, columns=16).save_as(
+                path, enforce_file_format=True
+            )
+            files.append(path)
+        assert storescu(box.port, files).returncode == 0
+        time.sleep(1.5)
+        assert list(out.iterdir()) == []  # stored is not enough for this route
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context("1.2.840.10008.3.1.2.3.3")
+        assoc = ae.associate("127.0.0.1", box.port, ae_title="DICOMBOX")
+        step = Dataset()
+        step.StudyInstanceUID = study
+        create = Dataset()
+        create.ScheduledStepAttributesSequence = [step]
+        create.PerformedProcedureStepID = "PPS1"
+        create.PerformedStationAETitle = "MODALITY"
+        create.PerformedProcedureStepStartDate, create.PerformedProcedureStepStartTime = (
+            TODAY,
+            "101500",
+        )
+        create.PerformedProcedureStepStatus = "IN PROGRESS"
+        create.Modality = "CT"
+        create.PatientName, create.PatientID = "BENCH^CT", "B001"
+        uid = generate_uid()
+        status, _ = assoc.send_n_create(create, "1.2.840.10008.3.1.2.3.3", uid)
+        assert status.Status == 0x0000
+        done = Dataset()
+        done.PerformedProcedureStepStatus = "COMPLETED"
+        done.PerformedProcedureStepEndDate, done.PerformedProcedureStepEndTime = TODAY, "103000"
+        status, _ = assoc.send_n_set(done, "1.2.840.10008.3.1.2.3.3", uid)
+        assoc.release()
+        assert status.Status == 0x0000
+        deadline = time.monotonic() + 20
+        while len(list(out.iterdir())) < 3:
+            assert time.monotonic() < deadline, box.output()[-2000:]
+            time.sleep(0.3)
+    finally:
+        archive.terminate()
+        archive.wait()

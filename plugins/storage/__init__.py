@@ -14,7 +14,12 @@ from dicombox.core.box import Box
 from dicombox.core.jobs import JobHandler
 from dicombox.core.net.commands import C_STORE_RQ
 from dicombox.core.net.service import Service, SupportedContext
-from dicombox.plugins.storage.forward import FORWARD, queue_forwards, run_forward
+from dicombox.plugins.storage.forward import (
+    FORWARD,
+    forward_completed_study,
+    queue_forwards,
+    run_forward,
+)
 from dicombox.plugins.storage.scp import StorageSCP
 from dicombox.plugins.storage.send import add_verb
 from dicombox.plugins.storage.sop_classes import (
@@ -71,6 +76,7 @@ def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
 @hookimpl
 def dicombox_start(box: Box) -> None:
     start_watch(box)
+    box.bus.subscribe("mpps.completed", lambda event: forward_completed_study(box, event))
 
 
 @hookimpl

@@ -13,9 +13,11 @@ import logging
 import time
 from typing import Any
 
+from pydicom.dataset import Dataset
 from sqlalchemy import delete, insert, select
 
 from dicombox.core.box import Box
+from dicombox.core.events import Event
 from dicombox.core.index import schema
 from dicombox.core.index.engine import write_transaction
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
@@ -37,7 +39,7 @@ FORWARD = "forward"
 
 def queue_forwards(box: Box, instance: Any, dataset: Any) -> None:
     """Called for each stored instance: one gathered job per matching destination."""
-    routes = [r for r in box.config.route if r.forward]
+    routes = [r for r in box.config.route if r.forward and r.on == "stored"]
     if not routes:
         return
     read = instance_reader(box.store.path(instance.path), dataset)
@@ -57,6 +59,42 @@ def queue_forwards(box: Box, instance: Any, dataset: Any) -> None:
             retry_delay_s=remote.retry_delay_s,
             delay_s=box.config.storage.forward_delay_s,
         )
+
+
+def forward_completed_study(box: Box, event: Event) -> None:
+    """MPPS COMPLETED: routes with ``on = "mpps-completed"`` forward the whole study.
+    Their ``when`` is read against one stored instance of it and the MPPS sender."""
+    routes = [r for r in box.config.route if r.forward and r.on == "mpps-completed"]
+    i, se, st = schema.instances, schema.series, schema.studies
+    for study_uid in event.fields.get("study_instance_uids", []):
+        with box.index.engine.connect() as conn:
+            rows = conn.execute(
+                select(i.c.sop_instance_uid, i.c.path)
+                .select_from(
+                    i.join(se, i.c.series_pk == se.c.id).join(st, se.c.study_pk == st.c.id)
+                )
+                .where(st.c.study_instance_uid == study_uid, i.c.copy == 0)
+                .order_by(se.c.id, i.c.id)
+            ).all()
+        if not rows:
+            log.warning("MPPS completed study %s, which the box does not hold", study_uid)
+            continue
+        read = instance_reader(box.store.path(rows[0].path), Dataset())
+        calling_ae = str(event.fields.get("calling_ae", ""))
+        for route in routes:
+            if not route_matches(route.when, calling_ae, read):
+                continue
+            for target in route.forward:
+                remote = box.config.remote_named(target)
+                assert remote is not None, "config check makes sure forward targets exist"
+                box.jobs.gather(
+                    FORWARD,
+                    f"{target} {study_uid}",
+                    [r.sop_instance_uid for r in rows],
+                    queue=f"remote:{target}",
+                    max_attempts=remote.retries + 1,
+                    retry_delay_s=remote.retry_delay_s,
+                )
 
 
 def stored_files(box: Box, sop_uids: list[str]) -> list[StoredFile]:
