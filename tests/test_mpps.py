@@ -106,7 +106,7 @@ def test_box_assigns_the_instance_uid_when_the_modality_leaves_it_out(make_box):
 
 def test_state_rules(make_box):
     box = make_box()
-    uid, unknown = str(generate_uid()), str(generate_uid())
+    uid, other, unknown = str(generate_uid()), str(generate_uid()), str(generate_uid())
     no_modality = step()
     del no_modality.Modality
     no_study = step()
@@ -124,13 +124,17 @@ def test_state_rules(make_box):
         assert set_(assoc, completion(), unknown) == 0x0112
         assert set_(assoc, completion("SCHEDULED"), uid) == 0x0106
         assert set_(assoc, completion(end=False), uid) == 0x0120
+        typical = step()  # End Date/Time type 2 in the N-CREATE: sent empty
+        typical.PerformedProcedureStepEndDate = typical.PerformedProcedureStepEndTime = ""
+        assert create(assoc, typical, other) == 0x0000
+        assert set_(assoc, completion("DISCONTINUED", end=False), other) == 0x0120
         assert set_(assoc, completion("IN PROGRESS", end=False), uid) == 0x0000
         assert set_(assoc, completion(), uid) == 0x0000
         status, _ = assoc.send_n_set(completion("DISCONTINUED"), MPPS, uid)
         assert status.Status == 0x0110 and status.ErrorID == 0xA710
     finally:
         assoc.release()
-    assert mpps_rows(box) == {uid: ("COMPLETED", "MODALITY")}
+    assert mpps_rows(box) == {uid: ("COMPLETED", "MODALITY"), other: ("IN PROGRESS", "MODALITY")}
 
 
 class Ris:

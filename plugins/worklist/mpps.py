@@ -130,12 +130,11 @@ class MppsSCP:
                 status = str(step.get("PerformedProcedureStepStatus", ""))
                 if status != IN_PROGRESS and status not in FINAL:
                     raise Refusal(INVALID_VALUE, f"Performed Procedure Step Status {status!r}")
-                if status in FINAL:
-                    for keyword in (
-                        "PerformedProcedureStepEndDate",
-                        "PerformedProcedureStepEndTime",
-                    ):
-                        _require(step, keyword, f"{keyword} needed for {status}")
+                # The N-CREATE usually sent these empty (type 2): the N-SET that ends the
+                # step must supply them, so empty counts as missing (0x0120) here.
+                for keyword in ("PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime"):
+                    if status in FINAL and not step.get(keyword):
+                        raise Refusal(MISSING, f"{keyword} needed for {status}")
                 conn.execute(
                     update(mpps)
                     .where(mpps.c.sop_instance_uid == uid)
