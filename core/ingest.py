@@ -121,13 +121,7 @@ class Ingest:
             sink.discard()
             return Outcome(OUT_OF_RESOURCES, "the data volume filled up while receiving")
         try:
-            ds = scan_header(
-                sink.path,
-                sink.header_length,
-                sink.header_length + sink.size,
-                arrival.transfer_syntax,
-                self.box.index.header_tags,
-            )
+            ds = self._scan(sink, arrival)
         except (
             InvalidDicomError,
             Truncated,
@@ -145,6 +139,16 @@ class Ingest:
             return Outcome(DATASET_MISMATCH, problem)
         return self._place(sink, self._coerced(sink, ds, arrival), arrival)
 
+    def _scan(self, sink: IncomingFile, arrival: Arrival) -> pydicom.Dataset:
+        """Walk the received data set's headers, keeping what the index needs."""
+        return scan_header(
+            sink.path,
+            sink.header_length,
+            sink.header_length + sink.size,
+            arrival.transfer_syntax,
+            self.box.index.header_tags,
+        )
+
     def _coerced(
         self, sink: IncomingFile, ds: pydicom.Dataset, arrival: Arrival
     ) -> pydicom.Dataset:
@@ -161,13 +165,7 @@ class Ingest:
             changed = coerce_file(sink, coercions, self.box.config.box.ae_title, arrival.source_ae)
             if not changed:
                 return ds
-            coerced = scan_header(
-                sink.path,
-                sink.header_length,
-                sink.header_length + sink.size,
-                arrival.transfer_syntax,
-                self.box.index.header_tags,
-            )
+            coerced = self._scan(sink, arrival)
         except Exception:
             log.exception("coercing %s failed; it is stored as received", uid)
             return ds

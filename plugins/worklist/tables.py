@@ -7,12 +7,9 @@ from __future__ import annotations
 from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
 
 from dicombox.core.index.engine import write_transaction
+from dicombox.core.index.schema import text_column
 
 metadata = MetaData()
-
-
-def _text(name: str, length: int = 64) -> Column:
-    return Column(name, String(length), nullable=False, server_default="")
 
 
 # One row per scheduled procedure step. Matching keys are columns (decoded text, so a
@@ -22,26 +19,26 @@ worklist_items = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("item_key", String(255), nullable=False, unique=True),
-    _text("source", 16),  # ris | local
-    _text("state", 16),  # scheduled | retired
-    _text("patient_name", 255),
-    _text("patient_id"),
-    _text("patient_birth_date", 16),
-    _text("patient_sex", 16),
-    _text("accession_number"),
-    _text("referring_physician_name", 255),
-    _text("study_instance_uid"),
-    _text("requested_procedure_id"),
-    _text("requested_procedure_description", 255),
-    _text("scheduled_procedure_step_id"),
-    _text("scheduled_procedure_step_start_date", 16),
-    _text("scheduled_procedure_step_start_time", 32),
-    _text("modality", 16),
-    _text("scheduled_station_ae_title"),
-    _text("scheduled_station_name"),
-    _text("scheduled_procedure_step_location"),
-    _text("scheduled_performing_physician_name", 255),
-    _text("scheduled_procedure_step_status", 16),
+    text_column("source", 16),  # ris | local
+    text_column("state", 16),  # scheduled | retired
+    text_column("patient_name", 255),
+    text_column("patient_id"),
+    text_column("patient_birth_date", 16),
+    text_column("patient_sex", 16),
+    text_column("accession_number"),
+    text_column("referring_physician_name", 255),
+    text_column("study_instance_uid"),
+    text_column("requested_procedure_id"),
+    text_column("requested_procedure_description", 255),
+    text_column("scheduled_procedure_step_id"),
+    text_column("scheduled_procedure_step_start_date", 16),
+    text_column("scheduled_procedure_step_start_time", 32),
+    text_column("modality", 16),
+    text_column("scheduled_station_ae_title"),
+    text_column("scheduled_station_name"),
+    text_column("scheduled_procedure_step_location"),
+    text_column("scheduled_performing_physician_name", 255),
+    text_column("scheduled_procedure_step_status", 16),
     Column("dataset", Text, nullable=False),  # the item, DICOM JSON
     Column("updated_at", Float, nullable=False),
     Index("ix_worklist_accession", "accession_number"),
@@ -55,8 +52,8 @@ mpps = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("sop_instance_uid", String(64), nullable=False, unique=True),
-    _text("status", 16),  # IN PROGRESS | COMPLETED | DISCONTINUED
-    _text("calling_ae", 16),
+    text_column("status", 16),  # IN PROGRESS | COMPLETED | DISCONTINUED
+    text_column("calling_ae", 16),
     Column("dataset", Text, nullable=False),  # DICOM JSON, N-SETs applied
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
