@@ -155,13 +155,12 @@ class Ingest:
         """The header after any coercion plugins ask for; the original if none do, or if
         the change fails (the instance is then stored as received, and that is logged)."""
         context = {"calling_ae": arrival.source_ae}
-        coercions = [
-            c for c in self.box.hook.dicombox_coerce(box=self.box, dataset=ds, context=context) if c
-        ]
-        if not coercions:
-            return ds
         uid = arrival.sop_instance_uid or value_of(ds, "SOPInstanceUID")
         try:
+            hook = self.box.hook.dicombox_coerce
+            coercions = [c for c in hook(box=self.box, dataset=ds, context=context) if c]
+            if not coercions:
+                return ds
             changed = coerce_file(sink, coercions, self.box.config.box.ae_title, arrival.source_ae)
             if not changed:
                 return ds

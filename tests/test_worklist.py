@@ -344,3 +344,27 @@ def test_mpps_completed_forwards_the_study(make_box, tmp_path):
     finally:
         archive.terminate()
         archive.wait()
+
+
+def test_coercion_by_patient_and_step_of_a_local_item(make_box, tmp_path):
+    require("storescu")
+    box = make_box('[worklist]\ncoerce_by = ["patient_sps"]\n')
+    added = box.cli(
+        "worklist", "add", "--patient-name", "LOCAL^LUCY", "--patient-id", "LP1",
+        "--modality", "CT", "--accession", "LOC1", "--sps-id", "STEP7",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    ds = ct_dataset(generate_uid(), generate_uid(), 1, rows=16, columns=16, patient_id="LP1")
+    request = Dataset()
+    request.ScheduledProcedureStepID = "STEP7"
+    ds.RequestAttributesSequence = [request]
+    ds.AccessionNumber = "WRONG"
+    sent = tmp_path / "sent.dcm"
+    ds.save_as(sent, enforce_file_format=True)
+    assert storescu(box.port, [sent]).returncode == 0
+    (stored,) = (box.data_dir / "studies").rglob("*.dcm")
+    got = pydicom.dcmread(stored)
+    assert (str(got.PatientName), got.AccessionNumber) == ("LOCAL^LUCY", "LOC1")
+    assert (
+        got.OriginalAttributesSequence[0].ModifiedAttributesSequence[0].AccessionNumber == "WRONG"
+    )

@@ -83,6 +83,7 @@ def dicombox_coerce(box: Box, dataset: Any, context: dict[str, Any]) -> Coercion
     coerce_by = _settings(box).coerce_by
     if not coerce_by:
         return None
+    ensure_tables(box.index.engine)  # a CLI process (dicombox get) may not have them yet
     item = find_item(box, dataset, coerce_by)
     return coercion_for(item) if item is not None else None
 

@@ -9,10 +9,11 @@ Request Attributes Sequence. Values the item leaves empty never blank the instan
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from dicombox.core.box import Box
 from dicombox.core.coercion import Coercion
@@ -76,33 +77,70 @@ def _present(value: Any) -> bool:
     return value not in (None, "", [])
 
 
-def find_item(box: Box, ds: Any, coerce_by: list[str]) -> Dataset | None:
+def _keys(ds: Any, coerce_by: list[str]) -> list[tuple[str, Any]]:
+    """(name, SQL condition) for each usable lookup key of the instance, in order."""
     t = worklist_items
+    keys: list[tuple[str, Any]] = []
     for key in coerce_by:
-        if key == "accession":
-            accession = value_of(ds, "AccessionNumber")
-            where = [t.c.accession_number == accession] if accession else None
-        elif key == "study_uid":
-            where = [t.c.study_instance_uid == value_of(ds, "StudyInstanceUID")]
-        else:
+        if key == "accession" and (accession := value_of(ds, "AccessionNumber")):
+            keys.append((key, t.c.accession_number == accession))
+        elif key == "study_uid" and (study := value_of(ds, "StudyInstanceUID")):
+            keys.append((key, t.c.study_instance_uid == study))
+        elif key == "patient_sps":
             patient = value_of(ds, "PatientID")
             request = ds.get("RequestAttributesSequence") or []
             step = str(request[0].get("ScheduledProcedureStepID", "")) if request else ""
-            where = (
-                [t.c.patient_id == patient, t.c.scheduled_procedure_step_id == step]
-                if patient and step
-                else None
-            )
-        if not where:
-            continue
+            if patient and step:
+                keys.append(
+                    (key, and_(t.c.patient_id == patient, t.c.scheduled_procedure_step_id == step))
+                )
+    return keys
+
+
+# Whether a database holds any worklist item, looked up at most every few seconds: most
+# instances of a box without a worklist then cost no query at all.
+_HAS_ITEMS_TTL_S = 5.0
+_has_items: dict[str, tuple[float, bool]] = {}
+
+
+def _worklist_in_use(box: Box) -> bool:
+    key, now = str(box.index.engine.url), time.monotonic()
+    checked = _has_items.get(key)
+    if checked is None or now - checked[0] > _HAS_ITEMS_TTL_S:
         with box.index.engine.connect() as conn:
-            # A scheduled item before a retired one, the newest first.
-            row = conn.execute(
-                select(t).where(*where).order_by(t.c.state.desc(), t.c.updated_at.desc()).limit(1)
-            ).first()
-        if row is not None:
-            return item_dataset(row)
+            found = conn.execute(select(worklist_items.c.id).limit(1)).first() is not None
+        checked = _has_items[key] = (now, found)
+    return checked[1]
+
+
+def find_item(box: Box, ds: Any, coerce_by: list[str]) -> Dataset | None:
+    """The instance's worklist item: one query for all keys, the first key that finds an
+    item wins; a scheduled item before a retired one, the newest first."""
+    keys = _keys(ds, coerce_by)
+    if not keys or not _worklist_in_use(box):
+        return None
+    t = worklist_items
+    with box.index.engine.connect() as conn:
+        rows = conn.execute(
+            select(t)
+            .where(or_(*(condition for _, condition in keys)))
+            .order_by(t.c.state.desc(), t.c.updated_at.desc())
+        ).all()
+    for name, _ in keys:
+        for row in rows:
+            if _found_by(name, row, ds):
+                return item_dataset(row)
     return None
+
+
+def _found_by(name: str, row: Any, ds: Any) -> bool:
+    if name == "accession":
+        return bool(row.accession_number) and row.accession_number == value_of(
+            ds, "AccessionNumber"
+        )
+    if name == "study_uid":
+        return row.study_instance_uid == value_of(ds, "StudyInstanceUID")
+    return row.patient_id == value_of(ds, "PatientID")
 
 
 def coercion_for(item: Dataset) -> Coercion:

@@ -60,6 +60,14 @@ mpps = Table(
 )
 
 
+_ensured: set[str] = set()
+
+
 def ensure_tables(engine: Engine) -> None:
+    """Create the tables if absent; once per database and process."""
+    key = str(engine.url)
+    if key in _ensured:
+        return
     with write_transaction(engine) as conn:
         metadata.create_all(conn, checkfirst=True)
+    _ensured.add(key)
