@@ -368,3 +368,26 @@ def test_coercion_by_patient_and_step_of_a_local_item(make_box, tmp_path):
     assert (
         got.OriginalAttributesSequence[0].ModifiedAttributesSequence[0].AccessionNumber == "WRONG"
     )
+
+
+def test_worklist_on_its_own_ae_title(make_box):
+    require("findscu", "echoscu")
+    box = make_box('[worklist]\nscp_ae_title = "WORKLIST"\n')
+    assert (
+        box.cli(
+            "worklist", "add", "--patient-name", "OWN^AE", "--patient-id", "W1", "--modality", "MR"
+        ).returncode
+        == 0
+    )
+    out = box.data_dir.parent / "own-ae"
+    out.mkdir()
+    result = run(
+        ["findscu", "-W", "-aec", "WORKLIST", "-X", "-od", out, "-k", "PatientName",
+         "127.0.0.1", box.port]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [str(pydicom.dcmread(p).PatientName) for p in out.glob("rsp*.dcm")] == ["OWN^AE"]
+    assert run(["echoscu", "-aec", "WORKLIST", "127.0.0.1", box.port]).returncode == 0
+    # On the box's own AE title the worklist is not offered.
+    _, log = find_worklist(box, ["PatientName"])
+    assert "No Acceptable Presentation Contexts" in log or "rejected" in log.lower(), log
