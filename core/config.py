@@ -63,6 +63,9 @@ class RemoteSection:
     transfer_syntaxes: list[str] = field(default_factory=list)
     sop_classes: list[str] = field(default_factory=list)  # empty: any; else only these UIDs
     allow_lossy: bool = False  # may instances be compressed lossy for this peer?
+    # Send enhanced multi-frame CT/MR/PET/XA as single-frame instances, one per frame,
+    # unless sop_classes lists the enhanced class (seed 002, for archives without them).
+    split_enhanced: bool = False
     max_pdu: int = 0  # the largest PDU we accept from it; 0 = [network] send_max_pdu
     retries: int = 2  # for a forward that failed for a reason that may pass
     retry_delay_s: float = 30.0  # doubles on each retry

@@ -12,7 +12,9 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import struct
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -232,12 +234,21 @@ class InstanceStore:
         return self.root / relpath
 
     def sweep_temporary(self) -> int:
-        """Remove partial files left by a crash; called by the supervisor at start."""
+        """Remove partial files, and scratch folders of jobs, left by a crash; called by
+        the supervisor at start."""
         count = 0
         for leftover in self.tmp.glob("*.part"):
             leftover.unlink(missing_ok=True)
             count += 1
+        for folder in self.tmp.glob("scratch-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+            count += 1
         return count
+
+    def scratch(self) -> Path:
+        """A new folder for a job's temporary files (frames of a split instance …), on
+        the store's volume; the caller removes it, a restart sweeps what a crash left."""
+        return Path(tempfile.mkdtemp(prefix="scratch-", dir=self.tmp))
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -243,3 +243,46 @@ def test_send_reports_unknown_remote_and_missing_study(make_box):
     assert "no [[remote]]" in box.cli("send", "nowhere", "1.2.3").stderr
     result = box.cli("send", "pacs", "1.2.3.4.5")
     assert result.returncode == 2 and "no such file, folder or stored study" in result.stderr
+
+
+def enhanced_ct(path: Path, frames: int = 3) -> pydicom.Dataset:
+    ds = ct_dataset(generate_uid(), generate_uid(), 1, rows=16, columns=16, frames=frames)
+    measures = pydicom.Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [0.5, 0.5], 2.5
+    shared = pydicom.Dataset()
+    shared.PixelMeasuresSequence = [measures]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    ds.PerFrameFunctionalGroupsSequence = []
+    for n in range(frames):
+        position = pydicom.Dataset()
+        position.ImagePositionPatient = [0, 0, n * 2.5]
+        group = pydicom.Dataset()
+        group.PlanePositionSequence = [position]
+        ds.PerFrameFunctionalGroupsSequence.append(group)
+    ds.save_as(path, enforce_file_format=True)
+    return ds
+
+
+def test_enhanced_ct_goes_as_single_frames_to_a_remote_without_it(
+    make_box, storescp_peer, tmp_path
+):
+    port, out = storescp_peer()
+    box = make_box(
+        remote(
+            "pacs",
+            port,
+            extra='split_enhanced = true\nsop_classes = ["1.2.840.10008.5.1.4.1.1.2"]',
+        )
+    )
+    source = enhanced_ct(tmp_path / "enhanced.dcm")
+    assert storescu(box.port, [tmp_path / "enhanced.dcm"]).returncode == 0
+    result = box.cli("send", "pacs", str(source.StudyInstanceUID))
+    assert result.returncode == 0 and "1 delivered" in result.stdout, result.stdout + result.stderr
+    received = sorted(
+        (pydicom.dcmread(p) for p in out.iterdir()), key=lambda d: float(d.ImagePositionPatient[2])
+    )
+    assert [d.SOPClassUID for d in received] == ["1.2.840.10008.5.1.4.1.1.2"] * 3
+    frames = pydicom.dcmread(tmp_path / "enhanced.dcm").pixel_array
+    for n, frame in enumerate(received):
+        assert np.array_equal(frame.pixel_array, frames[n])
+    assert not list((box.data_dir / "tmp").glob("scratch-*"))  # frames are not kept

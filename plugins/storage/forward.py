@@ -31,6 +31,7 @@ from dicombox.core.net.outbound import AssociationFailed
 from dicombox.core.net.requestor import Destination, network_for
 from dicombox.core.net.sending import StoredFile
 from dicombox.core.rules import instance_reader, route_matches
+from dicombox.plugins.storage.split_sending import frames_instead, per_original
 
 log = logging.getLogger("dicombox.forward")
 
@@ -158,14 +159,22 @@ def send_to_remote(
         raise PermanentJobError(f"no [[remote]] named {remote_name!r} any more")
     destination = Destination(remote.ae_title, remote.host, remote.port, remote.name)
     try:
-        report = deliver(
-            items,
-            destination,
-            box.config.box.ae_title,
-            network_for(box.config.network, remote),
-            OutboundPolicy.of(remote),
-            lambda done, total: progress(f"{done}/{total} sent to {remote_name}"),
-        )
+        with frames_instead(box, remote, items) as (sent, origin):
+            try:
+                report = per_original(
+                    deliver(
+                        sent,
+                        destination,
+                        box.config.box.ae_title,
+                        network_for(box.config.network, remote),
+                        OutboundPolicy.of(remote),
+                        lambda done, total: progress(f"{done}/{total} sent to {remote_name}"),
+                    ),
+                    origin,
+                )
+            except DeliveryInterrupted as exc:
+                exc.report = per_original(exc.report, origin)
+                raise
     except DeliveryInterrupted as exc:
         _settle(box, remote_name, exc.report)
         raise TransientJobError(f"{destination} broke off: {exc}; {exc.report.summary}") from None
