@@ -100,11 +100,11 @@ def _keys(ds: Any, coerce_by: list[str]) -> list[tuple[str, Any]]:
 # Whether a database holds any worklist item, looked up at most every few seconds: most
 # instances of a box without a worklist then cost no query at all.
 _HAS_ITEMS_TTL_S = 5.0
-_has_items: dict[str, tuple[float, bool]] = {}
+_has_items: dict[int, tuple[float, bool]] = {}
 
 
 def _worklist_in_use(box: Box) -> bool:
-    key, now = str(box.index.engine.url), time.monotonic()
+    key, now = id(box.index.engine), time.monotonic()
     checked = _has_items.get(key)
     if checked is None or now - checked[0] > _HAS_ITEMS_TTL_S:
         with box.index.engine.connect() as conn:
@@ -116,8 +116,10 @@ def _worklist_in_use(box: Box) -> bool:
 def find_item(box: Box, ds: Any, coerce_by: list[str]) -> Dataset | None:
     """The instance's worklist item: one query for all keys, the first key that finds an
     item wins; a scheduled item before a retired one, the newest first."""
+    if not _worklist_in_use(box):
+        return None
     keys = _keys(ds, coerce_by)
-    if not keys or not _worklist_in_use(box):
+    if not keys:
         return None
     t = worklist_items
     with box.index.engine.connect() as conn:

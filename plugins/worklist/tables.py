@@ -60,12 +60,12 @@ mpps = Table(
 )
 
 
-_ensured: set[str] = set()
+_ensured: set[int] = set()
 
 
 def ensure_tables(engine: Engine) -> None:
-    """Create the tables if absent; once per database and process."""
-    key = str(engine.url)
+    """Create the tables if absent; once per database engine and process."""
+    key = id(engine)
     if key in _ensured:
         return
     with write_transaction(engine) as conn:
