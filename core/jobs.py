@@ -100,10 +100,13 @@ class JobQueue:
         max_attempts: int = 3,
         retry_delay_s: float = 30.0,
         delay_s: float = 0.0,
+        postpone: bool = False,
     ) -> int:
         """Add ``items`` to the still-queued job of this kind, queue and ``group`` (a
         study, say), or queue a new one: a forward then carries a whole study on one
-        association instead of one job per image."""
+        association instead of one job per image. With ``postpone`` each addition moves
+        the job ``delay_s`` ahead again, so it runs once the group has been idle that
+        long (burn a study 2 minutes after its last image)."""
         t = schema.jobs
         with write_transaction(self.engine) as conn:
             rows = conn.execute(
@@ -115,10 +118,11 @@ class JobQueue:
                 payload = json.loads(row.payload)
                 if payload.get("group") == group:
                     payload["items"] += items
+                    values: dict[str, Any] = {"payload": json.dumps(payload)}
+                    if postpone:
+                        values["next_run_at"] = time.time() + delay_s
                     conn.execute(
-                        update(t)
-                        .where(t.c.id == row.id)
-                        .values(payload=json.dumps(payload), updated_at=time.time())
+                        update(t).where(t.c.id == row.id).values(updated_at=time.time(), **values)
                     )
                     return int(row.id)
             payload = {"group": group, "items": items}

@@ -10,16 +10,15 @@ commitment plugin hears of each delivery through the ``forward.done`` event.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 
 from dicombox.core.box import Box
 from dicombox.core.events import Event
 from dicombox.core.index import schema
-from dicombox.core.index.engine import write_transaction
+from dicombox.core.index.deliveries import record_deliveries
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
 from dicombox.core.net.delivery import (
     DeliveryInterrupted,
@@ -128,28 +127,6 @@ def delivered_since(box: Box, remote: str, since: float) -> set[str]:
     return {r.sop_instance_uid for r in rows}
 
 
-def record_deliveries(box: Box, remote: str, items: list[StoredFile]) -> None:
-    d = schema.deliveries
-    now = time.time()
-    uids = [i.sop_instance_uid for i in items]
-    with write_transaction(box.index.engine) as conn:
-        for start in range(0, len(uids), 500):
-            chunk = uids[start : start + 500]
-            conn.execute(delete(d).where(d.c.remote == remote, d.c.sop_instance_uid.in_(chunk)))
-            conn.execute(
-                insert(d),
-                [
-                    {
-                        "sop_instance_uid": u,
-                        "remote": remote,
-                        "state": "delivered",
-                        "updated_at": now,
-                    }
-                    for u in chunk
-                ],
-            )
-
-
 def send_to_remote(
     box: Box, remote_name: str, items: list[StoredFile], progress: JobContext
 ) -> DeliveryReport:
@@ -187,7 +164,9 @@ def send_to_remote(
 
 
 def _settle(box: Box, remote: str, report: DeliveryReport) -> None:
-    record_deliveries(box, remote, report.delivered)
+    record_deliveries(
+        box.index.engine, remote, [i.sop_instance_uid for i in report.delivered], "delivered"
+    )
     if report.delivered:
         box.bus.publish(
             "forward.done",
