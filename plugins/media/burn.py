@@ -1,0 +1,142 @@
+"""The burn job: a study (or several) onto disc, in the background.
+
+The job builds the file-set (DICOMDIR, instances converted to the profile, IHE PDI
+files) in a scratch folder of the store, masters the ISO image in-process, and has the
+burner HAL write, verify and eject it, reporting progress at each step. A failure that
+a fresh disc may cure (no disc, write error) is retried; a study that does not fit on
+one disc is refused with its size. Burned and verified instances are recorded as
+delivered to the remote "media", which storage commitment after burning waits for.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from dicombox.core.box import Box
+from dicombox.core.index import schema
+from dicombox.core.index.deliveries import record_deliveries
+from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
+from dicombox.hal.burner import BurnerError, DiscTooSmall, NoMedia, open_burner
+from dicombox.plugins.media.fileset import build_fileset
+from dicombox.plugins.media.iso import CAPACITY, master_iso
+from dicombox.plugins.media.settings import MediaSection
+
+log = logging.getLogger("dicombox.media")
+
+BURN = "burn"
+MEDIA = "media"  # the deliveries "remote" of burned instances
+
+
+def queue_burn(box: Box, settings: MediaSection, studies: list[str], **options: Any) -> int:
+    """Queue one burn job for these studies (serialised on the one burner)."""
+    payload_options = {k: v for k, v in options.items() if v}
+    return box.jobs.enqueue(
+        BURN,
+        {"group": " ".join(studies), "items": studies, **payload_options},
+        queue="burner",
+        max_attempts=settings.retries + 1,
+        retry_delay_s=10.0,
+    )
+
+
+def stored_instances(box: Box, studies: list[str]) -> list[tuple[str, Path]]:
+    i, se, st = schema.instances, schema.series, schema.studies
+    with box.index.engine.connect() as conn:
+        rows = conn.execute(
+            select(i.c.sop_instance_uid, i.c.path)
+            .select_from(i.join(se, i.c.series_pk == se.c.id).join(st, se.c.study_pk == st.c.id))
+            .where(st.c.study_instance_uid.in_(studies), i.c.copy == 0)
+            .order_by(st.c.id, se.c.id, i.c.id)
+        ).all()
+    return [(r.sop_instance_uid, box.store.path(r.path)) for r in rows]
+
+
+def burner_for(box: Box, settings: MediaSection) -> Any:
+    if settings.burner == "simulated":
+        folder = (
+            Path(settings.discs_dir)
+            if settings.discs_dir
+            else box.config.data_dir / "media" / "discs"
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        return open_burner("simulated", folder=folder, capacity_bytes=CAPACITY[settings.disc])
+    return open_burner("xorriso", device=settings.device, speed=settings.speed)
+
+
+def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -> None:
+    studies: list[str] = job.payload["items"]
+    profile = job.payload.get("profile") or settings.profile
+    copies = int(job.payload.get("copies") or settings.copies)
+    instances = stored_instances(box, studies)
+    if not instances:
+        raise PermanentJobError(f"none of the studies {', '.join(studies)} is stored")
+    scratch = box.store.scratch()
+    try:
+        progress(f"building the file-set of {len(instances)} instances")
+        report = build_fileset(
+            [path for _, path in instances], scratch / "disc", profile, label=_label(box, studies)
+        )
+        for path, why in report.refused:
+            log.warning("not on the disc: %s: %s", path.name, why)
+        iso = scratch / "disc.iso"
+        master_iso(
+            scratch / "disc",
+            iso,
+            "DICOMBOX",
+            progress=lambda done, total: progress(f"mastering {done}/{total} files"),
+        )
+        burner = burner_for(box, settings)
+        for copy in range(1, copies + 1):
+            _burn_one(burner, iso, settings, progress, f"copy {copy}/{copies}")
+        refused = {str(path) for path, _ in report.refused}
+        burned = [uid for uid, path in instances if str(path) not in refused]
+        record_deliveries(box.index.engine, MEDIA, burned, "committed")
+        box.bus.publish("media.burned", studies=studies, instances=len(burned), copies=copies)
+        summary = f"{len(burned)} instances burned, {copies} disc(s)"
+        if report.refused:
+            summary += f"; {len(report.refused)} left out ({report.refused[0][1]})"
+        progress(summary)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _burn_one(
+    burner: Any, iso: Path, settings: MediaSection, progress: JobContext, which: str
+) -> None:
+    try:
+        media = burner.media()
+        if not media.present:
+            raise NoMedia("no disc in the drive")
+        burner.burn(
+            iso,
+            "DICOMBOX",
+            finalize=settings.finalize,
+            speed=settings.speed,
+            progress=lambda fraction: progress(f"{which}: burning {fraction:.0%}"),
+        )
+        if settings.verify:
+            progress(f"{which}: verifying")
+            if not burner.verify(iso):
+                raise BurnerError("the disc does not read back as written")
+        burner.eject()
+    except DiscTooSmall as exc:
+        raise PermanentJobError(str(exc)) from None  # a fresh disc of the same kind won't do
+    except BurnerError as exc:
+        raise TransientJobError(f"{which}: {exc}") from None
+
+
+def _label(box: Box, studies: list[str]) -> dict[str, str]:
+    rows = [s for s in box.index.studies() if s.get("study_instance_uid") in studies]
+    first = rows[0] if rows else {}
+    return {
+        "patient": str(first.get("patient_name", "")),
+        "patient_id": str(first.get("patient_id", "")),
+        "date": str(first.get("study_date", "")),
+        "description": str(first.get("study_description", "")),
+        "institution": box.config.box.ae_title,
+    }

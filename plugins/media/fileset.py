@@ -1,0 +1,365 @@
+"""The File-set Creator: stored instances onto a PS3.10 file-set for media export.
+
+``build_fileset`` turns the store's Part 10 files into a folder that becomes the root of
+a disc or USB stick: every instance in a transfer syntax the Media Storage Application
+Profile (PS3.11) allows, a DICOMDIR in Explicit VR Little Endian at the root, and the
+IHE PDI README.TXT and INDEX.HTM next to it.
+
+pydicom's ``FileSet`` builds the directory records and names the files. Its layout is
+kept as is (``PT000000/ST000000/SE000000/IM000000`` under the root, the first letters
+saying the record type): every File ID is at most 4 components of 8 upper-case letters
+and digits without extension (PS3.10 8.2, PS3.12 F.1.2), which ISO 9660 level 1 takes.
+
+The instance files themselves are not written by ``FileSet``: it would read each
+instance whole and save a copy in the system's temporary directory (a Blu-ray's worth
+in /tmp) and re-encode it. It is given only a pixel-less copy of each header, from
+which it makes the records; the real file, the data set bytes ``core.transcode`` makes
+behind the box's own file meta, is written in the folder and moved over the copy
+``FileSet.write`` leaves at the instance's File ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomFileLike
+from pydicom.fileset import DIRECTORY_RECORDERS, FileSet, RecordNode
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    JPEG2000,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+)
+
+from dicombox.core.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dicombox.core.transcode import TranscodeError, transcode
+from dicombox.plugins.media.pdi import write_pdi
+
+log = logging.getLogger("dicombox.media")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A Media Storage Application Profile as far as the box applies it: the transfer
+    syntaxes an instance may keep as stored; anything else goes to Explicit VR LE."""
+
+    name: str
+    allowed: tuple[str, ...]
+
+
+_J2K = (ExplicitVRLittleEndian, JPEG2000Lossless, JPEG2000)
+_JPEG = (ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1)
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("STD-GEN-CD", (ExplicitVRLittleEndian,)),
+        Profile("STD-GEN-DVD-J2K", _J2K),
+        Profile("STD-GEN-USB-J2K", _J2K),
+        Profile("STD-GEN-BD", _J2K),
+        Profile("STD-GEN-DVD-JPEG", (*_JPEG, JPEGLossless)),
+    )
+}
+
+FILESET_ID_LENGTH = 16  # PS3.10 8.1: a CS value of at most 16 characters
+_FILESET_ID = re.compile(r"[A-Z0-9_ ]*")
+_STAGING = "DICOMBOX.TMP"  # inside the folder: same file system, so moving is renaming
+_STANDARD_ROOT = "1.2.840.10008."
+
+
+class MediaError(Exception):
+    """The file-set cannot be built at all (bad arguments, nothing writable, disk)."""
+
+
+@dataclass
+class FileSetReport:
+    folder: Path
+    written: int
+    converted: int  # written in another transfer syntax than stored
+    refused: list[tuple[Path, str]] = field(default_factory=list)  # left out, and why
+    size_bytes: int = 0  # everything under the folder: what the medium must hold
+
+
+def build_fileset(
+    sources: Iterable[Path],
+    folder: Path,
+    profile: str = "STD-GEN-CD",
+    fileset_id: str = "DICOMBOX",
+    label: dict[str, str] | None = None,
+) -> FileSetReport:
+    """Write ``sources`` (Part 10 files) as a file-set rooted at ``folder`` (empty or
+    not there yet) under ``profile``, with the DICOMDIR and the IHE PDI files.
+
+    An instance that cannot be converted to what the profile allows, or whose header
+    cannot make its directory records, is left out and listed in ``refused``. Raises
+    MediaError for an unknown profile, a bad File-set ID, a folder that is not empty,
+    or when not one instance could be written.
+    """
+    chosen = _profile(profile)
+    _check_fileset_id(fileset_id)
+    report = FileSetReport(folder, written=0, converted=0)
+    staging = folder / _STAGING
+    fs = FileSet()
+    fs.ID = fileset_id or None
+    _prepare(folder, staging)
+    try:
+        staged, rows = _stage_all(sources, chosen, staging, fs, report)
+        _write(fs, folder, staged)
+        report.written = len(staged)
+        write_pdi(folder, rows, _label(label, rows))
+    except OSError as exc:  # the folder's disk, or pydicom's scratch copy of a header
+        raise MediaError(f"cannot write the file-set in {folder}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # refused and duplicate files
+    report.size_bytes = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return report
+
+
+def _stage_all(
+    sources: Iterable[Path], profile: Profile, staging: Path, fs: FileSet, report: FileSetReport
+) -> tuple[dict[str, Path], list[dict[str, str]]]:
+    """Convert each source into ``staging`` and stage its records in ``fs``; return the
+    real files by SOP Instance UID and the PDI rows. Refusals go into ``report``."""
+    staged: dict[str, Path] = {}
+    rows: list[dict[str, str]] = []
+    numbers: dict[str, int] = {}  # Series Instance UID -> instances so far (see _fill_keys)
+    for n, source in enumerate(map(Path, sources)):
+        try:
+            header, converted = _stage_one(source, profile, staging / str(n))
+            if header.SOPInstanceUID in staged:
+                continue  # the store had it twice: one copy is on the medium
+            _fill_keys(header, numbers)
+            _sr_keys(header)
+            _add(fs, header)
+        except _REFUSALS as exc:
+            report.refused.append((source, str(exc)))
+            log.warning("%s left out of the file-set: %s", source.name, exc)
+            continue
+        staged[header.SOPInstanceUID] = staging / str(n)
+        report.converted += converted
+        rows.append(_row(header))
+    if not staged:
+        reasons = "; ".join(f"{p.name}: {why}" for p, why in report.refused[:3])
+        raise MediaError(f"no instance could go on the medium ({reasons or 'none given'})")
+    return staged, rows
+
+
+class _Unreadable(Exception):
+    """A source that is no DICOM file pydicom can read."""
+
+
+# What leaves one instance out rather than failing the medium: a damaged source, a
+# syntax the box cannot convert, and pydicom refusing to make its directory records
+# (ValueError, or AttributeError/KeyError/TypeError for an attribute missing or odd).
+_REFUSALS = (_Unreadable, TranscodeError, ValueError, AttributeError, KeyError, TypeError)
+
+
+def _profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        known = ", ".join(PROFILES)
+        raise MediaError(f"unknown media profile {name!r} (known: {known})") from None
+
+
+def _check_fileset_id(fileset_id: str) -> None:
+    if len(fileset_id) > FILESET_ID_LENGTH or not _FILESET_ID.fullmatch(fileset_id):
+        raise MediaError(
+            f"File-set ID {fileset_id!r} must be at most {FILESET_ID_LENGTH} characters "
+            "of A-Z, 0-9, _ and space"
+        )
+
+
+def _prepare(folder: Path, staging: Path) -> None:
+    """Make ``folder`` (which must be empty) and the staging folder inside it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if any(folder.iterdir()):
+            raise MediaError(f"{folder} is not empty: a file-set needs a folder of its own")
+        staging.mkdir()
+    except OSError as exc:
+        raise MediaError(f"cannot use {folder} for the file-set: {exc}") from exc
+
+
+def _stage_one(source: Path, profile: Profile, path: Path) -> tuple[Dataset, bool]:
+    """Write ``source`` converted for ``profile`` as ``path``; return the written file's
+    header (no pixel data) and whether the transfer syntax changed."""
+    try:
+        stored = dcmread(source, stop_before_pixels=True)
+        syntax = str(stored.file_meta.TransferSyntaxUID)
+    except Exception as exc:  # pydicom's errors on a damaged file, whatever their type
+        raise _Unreadable(f"not a readable DICOM file: {exc}") from exc
+    target = syntax if syntax in profile.allowed else ExplicitVRLittleEndian
+    # Never lossy: the target is either what the instance already is or native.
+    data = transcode(source, target, allow_lossy=False)
+    _write_part10(path, _file_meta(stored, target), data)
+    return dcmread(path, stop_before_pixels=True), target != syntax
+
+
+def _file_meta(stored: Dataset, target: str) -> FileMetaDataset:
+    """The box's own meta for a file it writes (PS3.10 7.1): the UIDs come from the
+    data set, not the old meta, which a sender may have got wrong."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = stored.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = stored.SOPInstanceUID
+    meta.TransferSyntaxUID = target
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return meta
+
+
+def _write_part10(path: Path, meta: FileMetaDataset, data: bytes) -> None:
+    with path.open("wb") as raw:
+        fp = DicomFileLike(raw)
+        fp.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(fp, meta, enforce_standard=True)
+        fp.write(data)
+
+
+# Record keys that are Type 1 in the PATIENT, STUDY, SERIES and IMAGE (or RT, SR ...)
+# records (PS3.3 F.5) but only Type 2 or 3 in many IODs, so real instances lack them
+# (Study ID and date from a secondary capture, Instance Number of an RT Plan, Patient ID
+# of a test object). pydicom refuses such an instance; the box puts the key in the
+# record only, with a value that says "unknown" or comes from a neighbouring attribute:
+# a disc without the patient's RT plan is worse than a directory key the instance does
+# not carry, and the instance stays as it was stored.
+def _fill_keys(ds: Dataset, numbers: dict[str, int]) -> None:
+    if not ds.get("PatientID"):
+        # Two unnamed patients must not merge into one PATIENT record (the key must be
+        # unique in the file-set), so the stand-in derives from the name or the study.
+        seed = str(ds.get("PatientName") or ds.get("StudyInstanceUID") or ds.SOPInstanceUID)
+        ds.PatientID = "UNKNOWN-" + hashlib.sha1(seed.encode()).hexdigest()[:8].upper()
+    if not ds.get("StudyDate"):
+        ds.StudyDate = _first(ds, "SeriesDate", "AcquisitionDate", "ContentDate") or "19000101"
+    if not ds.get("StudyTime"):
+        ds.StudyTime = _first(ds, "SeriesTime", "AcquisitionTime", "ContentTime") or "000000"
+    if not ds.get("StudyID"):
+        ds.StudyID = str(ds.get("AccessionNumber") or "1")[:16]
+    if not ds.get("StudyInstanceUID"):
+        ds.StudyInstanceUID = _derived_uid("study", ds.PatientID)
+    if not ds.get("Modality"):
+        ds.Modality = "OT"  # "other", PS3.3 C.7.3.1.1.1
+    if not ds.get("SeriesInstanceUID"):
+        ds.SeriesInstanceUID = _derived_uid("series", str(ds.StudyInstanceUID))
+    if ds.get("SeriesNumber") in (None, ""):
+        ds.SeriesNumber = 1
+    series = str(ds.SeriesInstanceUID)
+    numbers[series] = numbers.get(series, 0) + 1
+    if ds.get("InstanceNumber") in (None, ""):
+        ds.InstanceNumber = numbers[series]  # its place among the series' instances
+
+
+def _sr_keys(ds: Dataset) -> None:
+    """Make an SR or key object header give the keys PS3.3 F.5.19/F.5.21 ask for.
+    pydicom copies the whole Content Sequence into the record, but the record holds
+    only the root's HAS CONCEPT MOD items: the whole tree (CONTAINS …) is invalid there
+    and can make the DICOMDIR as big as the reports. And it takes Verification DateTime
+    from the root, where a verified SR does not have it: the key (Type 1C when
+    VERIFIED) is the latest Verifying Observer's."""
+    if ds.get("ValueType") != "CONTAINER" or "ConceptNameCodeSequence" not in ds:
+        return  # not an SR document: Content Sequence means something else there
+    if "ContentSequence" in ds:
+        mods = [i for i in ds.ContentSequence if i.get("RelationshipType") == "HAS CONCEPT MOD"]
+        if mods:
+            ds.ContentSequence = mods
+        else:
+            del ds.ContentSequence
+    if ds.get("VerificationFlag") == "VERIFIED" and not ds.get("VerificationDateTime"):
+        observers = ds.get("VerifyingObserverSequence") or []
+        times = [str(i.VerificationDateTime) for i in observers if i.get("VerificationDateTime")]
+        if times:
+            ds.VerificationDateTime = max(times)
+
+
+def _first(ds: Dataset, *keywords: str) -> str:
+    return next((str(ds.get(k)) for k in keywords if ds.get(k)), "")
+
+
+def _derived_uid(kind: str, seed: str) -> str:
+    """The same stand-in UID for every instance that lacks it alike, so they share a
+    record (2.25: UUID-derived, PS3.5 B.2)."""
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, f'dicombox-{kind}-{seed}').int}"
+
+
+def _add(fs: FileSet, header: Dataset) -> None:
+    """Stage ``header`` in ``fs`` with the records its SOP class calls for."""
+    if str(header.SOPClassUID).startswith(_STANDARD_ROOT):
+        fs.add(header)  # pydicom picks IMAGE, SR DOCUMENT, RT PLAN, PRESENTATION ...
+    else:
+        # A private class (Siemens CSA Non-Image …) would get an IMAGE record, and a
+        # reader would try to display it; PS3.3 F.5.28 has PRIVATE records for them.
+        fs.add_custom(header, _private_leaf(header))
+
+
+def _private_leaf(ds: Dataset) -> RecordNode:
+    """PATIENT -> STUDY -> SERIES -> PRIVATE records for an instance of a private class.
+    The Private Record UID names the kind of record, here the instance's SOP class."""
+    parent: RecordNode | None = None
+    for kind in ("PATIENT", "STUDY", "SERIES"):
+        record = DIRECTORY_RECORDERS[kind](ds)
+        record.DirectoryRecordType = kind
+        if "SpecificCharacterSet" in ds:
+            record.SpecificCharacterSet = ds.SpecificCharacterSet
+        node = RecordNode(record)
+        if parent is not None:
+            node.parent = parent
+        parent = node
+    leaf = Dataset()
+    leaf.DirectoryRecordType = "PRIVATE"
+    leaf.PrivateRecordUID = ds.SOPClassUID
+    node = RecordNode(leaf)
+    node.parent = parent
+    return node
+
+
+def _write(fs: FileSet, folder: Path, staged: dict[str, Path]) -> None:
+    """Write the DICOMDIR and File IDs, then put each real file where FileSet left its
+    pixel-less stand-in."""
+    fs.write(folder.resolve())
+    for instance in fs:
+        os.replace(staged[instance.SOPInstanceUID], instance.path)
+
+
+def _row(ds: Dataset) -> dict[str, str]:
+    """What the PDI files say about one instance."""
+    return {
+        "patient_name": str(ds.get("PatientName") or ""),
+        "patient_id": str(ds.PatientID),
+        "birth_date": str(ds.get("PatientBirthDate") or ""),
+        "study_uid": str(ds.StudyInstanceUID),
+        "study_date": str(ds.StudyDate),
+        "study_description": str(ds.get("StudyDescription") or ""),
+        "accession": str(ds.get("AccessionNumber") or ""),
+        "series_uid": str(ds.SeriesInstanceUID),
+        "series_number": str(ds.SeriesNumber),
+        "modality": str(ds.Modality),
+        "series_description": str(ds.get("SeriesDescription") or ""),
+        "institution": str(ds.get("InstitutionName") or ""),
+    }
+
+
+def _label(label: dict[str, str] | None, rows: list[dict[str, str]]) -> dict[str, str]:
+    """The caller's label, with what it leaves out taken from the first instance."""
+    first = rows[0]
+    defaults = {
+        "patient": first["patient_name"],
+        "patient_id": first["patient_id"],
+        "date": first["study_date"],
+        "institution": first["institution"],
+        "description": first["study_description"],
+    }
+    given = {k: v for k, v in (label or {}).items() if v}
+    return {**defaults, **given}

@@ -1,0 +1,21 @@
+"""The [media] configuration section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class MediaSection:
+    burner: Literal["simulated", "xorriso"] = "simulated"
+    device: str = "/dev/sr0"  # for burner = "xorriso"
+    discs_dir: str = ""  # for the simulator: where burned discs go ("" = <data_dir>/media/discs)
+    disc: Literal["CD", "DVD", "DVD-DL", "BD"] = "CD"  # the simulator's media
+    profile: str = "STD-GEN-CD"  # the Application Profile of the file-set
+    speed: int = 0  # 0 = the drive's choice
+    finalize: bool = True  # close the disc (no later sessions)
+    verify: bool = True  # read the disc back and compare
+    copies: int = 1
+    retries: int = 2  # a failed burn is tried again on a fresh disc
+    idle_s: float = 120.0  # a [[route]] with burn = true burns a study idle this long

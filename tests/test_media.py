@@ -1,0 +1,120 @@
+"""Burning end to end on the simulated burner: a study sent with storescu becomes an ISO
+that xorriso and pydicom read back, every instance present with its pixels; an empty
+tray is a clear, retried error."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.data import get_testdata_file
+from pydicom.fileset import FileSet
+from pydicom.uid import generate_uid
+
+from tests.conftest import require
+from tests.support.boxproc import RunningBox
+from tests.support.peers import run, storescu
+from tests.support.synthetic import ct_dataset
+
+
+def media_box(make_box, discs: Path) -> RunningBox:
+    return make_box(f'[media]\ndiscs_dir = "{discs}"\nretries = 3\n')
+
+
+def store_study(box: RunningBox, folder: Path, count: int = 4) -> tuple[str, list[Path]]:
+    folder.mkdir()
+    study, series = generate_uid(), generate_uid()
+    files = []
+    for n in range(1, count + 1):
+        path = folder / f"{n}.dcm"
+        ct_dataset(study, series, n, rows=32, columns=32, patient="DISC^DORA").save_as(
+            path, enforce_file_format=True
+        )
+        files.append(path)
+    assert storescu(box.port, files).returncode == 0
+    return study, files
+
+
+def wait_job(box: RunningBox, kind: str, state: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = [j for j in json.loads(box.cli("jobs", "--json").stdout) if j["kind"] == kind]
+        if jobs and jobs[0]["state"] == state:
+            return jobs[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no {kind} job {state}: {box.cli('jobs').stdout}\n{box.output()[-2000:]}")
+
+
+def test_burn_a_study_and_read_the_disc_back(make_box, tmp_path):
+    require("storescu", "xorriso", "dcmdump")
+    discs = tmp_path / "discs"
+    box = media_box(make_box, discs)
+    study, files = store_study(box, tmp_path / "study")
+    queued = box.cli("burn", study)
+    assert queued.returncode == 0, queued.stderr
+    job = wait_job(box, "burn", "done")
+    assert "4 instances burned, 1 disc(s)" in job["progress"], job
+    (iso,) = discs.glob("disc-*.iso")
+    listing = run(["xorriso", "-indev", iso, "-find", "/", "-type", "f"]).stdout
+    for name in ("DICOMDIR", "README.TXT", "INDEX.HTM"):
+        assert f"'/{name}'" in listing, listing
+    out = tmp_path / "extracted"
+    extracted = run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])
+    assert extracted.returncode == 0, extracted.stderr
+    assert run(["dcmdump", out / "DICOMDIR"]).returncode == 0
+    fileset = FileSet(out / "DICOMDIR")
+    found = {str(i.SOPInstanceUID): i.load() for i in fileset}
+    assert len(found) == 4
+    for path in files:
+        source = pydicom.dcmread(path)
+        assert np.array_equal(found[str(source.SOPInstanceUID)].pixel_array, source.pixel_array)
+    assert "DISC, DORA" in (out / "INDEX.HTM").read_text()  # names shown as people read them
+
+
+def test_compressed_study_is_decompressed_for_a_cd(make_box, tmp_path):
+    require("dcmsend", "xorriso")
+    discs = tmp_path / "discs"
+    box = media_box(make_box, discs)
+    source = pydicom.dcmread(get_testdata_file("MR_small_RLE.dcm"))
+    assert run(["dcmsend", "-aec", "DICOMBOX", "127.0.0.1", box.port,
+                get_testdata_file("MR_small_RLE.dcm")]).returncode == 0  # fmt: skip
+    assert box.cli("burn", str(source.StudyInstanceUID)).returncode == 0
+    wait_job(box, "burn", "done")
+    (iso,) = discs.glob("disc-*.iso")
+    out = tmp_path / "extracted"
+    run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])
+    (instance,) = FileSet(out / "DICOMDIR")
+    got = instance.load()
+    assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"  # STD-GEN-CD
+    assert np.array_equal(got.pixel_array, source.pixel_array)
+
+
+def test_empty_tray_is_reported_and_retried(make_box, tmp_path):
+    require("storescu")
+    discs = tmp_path / "discs"
+    discs.mkdir()
+    (discs / "NO_DISC").touch()
+    box = media_box(make_box, discs)
+    study, _ = store_study(box, tmp_path / "study", count=2)
+    assert box.cli("burn", study).returncode == 0
+    deadline = time.monotonic() + 30
+    while True:
+        (job,) = [j for j in json.loads(box.cli("jobs", "--json").stdout) if j["kind"] == "burn"]
+        if "no disc in the drive" in job["last_error"]:
+            break
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    assert job["state"] == "queued" and not list(discs.glob("disc-*.iso"))
+    (discs / "NO_DISC").unlink()  # the operator puts a disc in
+    job = wait_job(box, "burn", "done")
+    assert len(list(discs.glob("disc-*.iso"))) == 1
+
+
+def test_burn_of_an_unknown_study_fails_clearly(make_box, tmp_path):
+    box = media_box(make_box, tmp_path / "discs")
+    assert box.cli("burn", "1.2.3.4").returncode == 0
+    job = wait_job(box, "burn", "failed")
+    assert "none of the studies 1.2.3.4 is stored" in job["last_error"]
