@@ -98,7 +98,8 @@ def dicombox_conformance(box: Box) -> list[dict[str, object]]:
             "service": "Query/Retrieve",
             "sop_class": f"{m.name} Query/Retrieve - {verb}",
             "uid": uid,
-            "role": "SCP",
+            # The SCU side (dicombox find/move/get, fetch_priors) speaks the two root models.
+            "role": "SCP, SCU" if m.name in ("Patient Root", "Study Root") else "SCP",
             "transfer_syntaxes": [str(s) for s in SYNTAXES],
             "notes": f"levels {'/'.join(m.levels)}",
         }
