@@ -118,3 +118,35 @@ def test_burn_of_an_unknown_study_fails_clearly(make_box, tmp_path):
     assert box.cli("burn", "1.2.3.4").returncode == 0
     job = wait_job(box, "burn", "failed")
     assert "none of the studies 1.2.3.4 is stored" in job["last_error"]
+
+
+def test_import_a_burned_disc_into_another_box(make_box, tmp_path):
+    require("storescu")
+    discs = tmp_path / "discs"
+    box = media_box(make_box, discs)
+    study, files = store_study(box, tmp_path / "study")
+    assert box.cli("burn", study).returncode == 0
+    wait_job(box, "burn", "done")
+    (iso,) = discs.glob("disc-*.iso")
+    other = tmp_path / "other"
+    listed = box.cli("--data-dir", str(other), "media", "import", "--list", str(iso))
+    assert listed.returncode == 0 and study in listed.stdout and "DISC^DORA" in listed.stdout
+    assert not (other / "studies").exists() or not list((other / "studies").rglob("*.dcm"))
+    imported = box.cli("--data-dir", str(other), "media", "import", str(iso))
+    assert imported.returncode == 0 and "4 imported" in imported.stdout, imported.stdout
+    stored = {pydicom.dcmread(p).SOPInstanceUID: p for p in (other / "studies").rglob("*.dcm")}
+    assert len(stored) == 4
+    for path in files:
+        source = pydicom.dcmread(path)
+        got = pydicom.dcmread(stored[source.SOPInstanceUID])
+        assert np.array_equal(got.pixel_array, source.pixel_array)
+    (row,) = json.loads(box.cli("--data-dir", str(other), "studies", "--json").stdout)
+    assert (row["study_instance_uid"], row["instances"]) == (study, 4)
+
+
+def test_import_from_a_folder_without_dicomdir_is_a_clear_error(make_box, tmp_path):
+    box = media_box(make_box, tmp_path / "discs")
+    empty = tmp_path / "stick"
+    empty.mkdir()
+    result = box.cli("media", "import", str(empty))
+    assert result.returncode == 2 and "no DICOMDIR there" in result.stderr

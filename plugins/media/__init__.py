@@ -15,6 +15,7 @@ from dicombox.core.jobs import JobHandler
 from dicombox.core.rules import instance_reader, route_matches
 from dicombox.plugins.media.burn import BURN, queue_burn, run_burn
 from dicombox.plugins.media.fileset import PROFILES
+from dicombox.plugins.media.importer import add_verb as add_import_verb
 from dicombox.plugins.media.settings import MediaSection
 
 __version__ = "0.1.0"
@@ -89,6 +90,7 @@ def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="", help="STD-GEN-CD (default), STD-GEN-DVD-J2K …")
     p.add_argument("--copies", type=int, default=0)
     p.set_defaults(func=burn_command)
+    add_import_verb(subparsers)
 
 
 @hookimpl
