@@ -150,3 +150,35 @@ def test_import_from_a_folder_without_dicomdir_is_a_clear_error(make_box, tmp_pa
     empty.mkdir()
     result = box.cli("media", "import", str(empty))
     assert result.returncode == 2 and "no DICOMDIR there" in result.stderr
+
+
+def test_usb_export_then_update_with_a_second_study(make_box, tmp_path):
+    require("storescu", "dcmdump", "dciodvfy")
+    usb = tmp_path / "media"
+    stick = usb / "STICK"
+    stick.mkdir(parents=True)
+    (stick / "holiday.jpg").write_bytes(b"not ours")  # a stick is rarely empty
+    box = make_box(f'[media]\nusb_root = "{usb}"\n')
+    first, _ = store_study(box, tmp_path / "a", count=2)
+    second, _ = store_study(box, tmp_path / "b", count=3)
+    one = box.cli("export", "usb", first)
+    assert one.returncode == 0 and "2 instances written" in one.stdout, one.stdout + one.stderr
+    two = box.cli("export", "usb", second)
+    assert two.returncode == 0 and "3 instances written" in two.stdout, two.stdout + two.stderr
+    studies = {str(i.StudyInstanceUID) for i in FileSet(stick / "DICOMDIR")}
+    assert studies == {first, second} and len(list(FileSet(stick / "DICOMDIR"))) == 5
+    assert run(["dcmdump", stick / "DICOMDIR"]).returncode == 0
+    check = run(["dciodvfy", stick / "DICOMDIR"])
+    assert "Error" not in check.stdout + check.stderr, check.stdout + check.stderr
+    assert (stick / "holiday.jpg").read_bytes() == b"not ours"
+    # the same study again adds nothing twice
+    again = box.cli("export", "usb", first)
+    assert again.returncode == 0 and len(list(FileSet(stick / "DICOMDIR"))) == 5
+
+
+def test_usb_export_without_a_stick_is_a_clear_error(make_box, tmp_path):
+    require("storescu")
+    box = make_box(f'[media]\nusb_root = "{tmp_path / "media"}"\n')
+    study, _ = store_study(box, tmp_path / "a", count=1)
+    result = box.cli("export", "usb", study)
+    assert result.returncode == 1 and "no USB stick is plugged in" in result.stderr

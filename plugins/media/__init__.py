@@ -17,6 +17,7 @@ from dicombox.plugins.media.burn import BURN, queue_burn, run_burn
 from dicombox.plugins.media.fileset import PROFILES
 from dicombox.plugins.media.importer import add_verb as add_import_verb
 from dicombox.plugins.media.settings import MediaSection
+from dicombox.plugins.media.usb import add_verb as add_export_verb
 
 __version__ = "0.1.0"
 
@@ -91,6 +92,7 @@ def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--copies", type=int, default=0)
     p.set_defaults(func=burn_command)
     add_import_verb(subparsers)
+    add_export_verb(subparsers)
 
 
 @hookimpl

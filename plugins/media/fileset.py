@@ -99,6 +99,7 @@ def build_fileset(
     profile: str = "STD-GEN-CD",
     fileset_id: str = "DICOMBOX",
     label: dict[str, str] | None = None,
+    update: bool = False,
 ) -> FileSetReport:
     """Write ``sources`` (Part 10 files) as a file-set rooted at ``folder`` (empty or
     not there yet) under ``profile``, with the DICOMDIR and the IHE PDI files.
@@ -107,18 +108,30 @@ def build_fileset(
     cannot make its directory records, is left out and listed in ``refused``. Raises
     MediaError for an unknown profile, a bad File-set ID, a folder that is not empty,
     or when not one instance could be written.
+
+    With ``update`` (the File-set Updater, for a USB stick), a DICOMDIR already in
+    ``folder`` is kept and the new instances are added to it; instances it holds are
+    not written again.
     """
     chosen = _profile(profile)
     _check_fileset_id(fileset_id)
     report = FileSetReport(folder, written=0, converted=0)
     staging = folder / _STAGING
-    fs = FileSet()
-    fs.ID = fileset_id or None
-    _prepare(folder, staging)
+    existing = folder / "DICOMDIR"
+    updating = update and existing.exists()
+    if updating:
+        fs = FileSet(existing)
+    else:
+        fs = FileSet()
+        fs.ID = fileset_id or None
+    _prepare(folder, staging, allow_content=update)
     try:
-        staged, rows = _stage_all(sources, chosen, staging, fs, report)
-        _write(fs, folder, staged)
+        kept = _known(fs) if updating else ([], _Branches(), set())
+        staged, rows = _stage_all(sources, chosen, staging, fs, report, kept[1], kept[2])
+        if staged:
+            _write(fs, folder, staged)
         report.written = len(staged)
+        rows = kept[0] + rows
         write_pdi(folder, rows, _label(label, rows))
     except OSError as exc:  # the folder's disk, or pydicom's scratch copy of a header
         raise MediaError(f"cannot write the file-set in {folder}: {exc}") from exc
@@ -129,17 +142,26 @@ def build_fileset(
 
 
 def _stage_all(
-    sources: Iterable[Path], profile: Profile, staging: Path, fs: FileSet, report: FileSetReport
+    sources: Iterable[Path],
+    profile: Profile,
+    staging: Path,
+    fs: FileSet,
+    report: FileSetReport,
+    branches: _Branches,
+    present: set[str],
 ) -> tuple[dict[str, Path], list[dict[str, str]]]:
     """Convert each source into ``staging`` and stage its records in ``fs``; return the
     real files by SOP Instance UID and the PDI rows. Refusals go into ``report``."""
     staged: dict[str, Path] = {}
     rows: list[dict[str, str]] = []
     numbers: dict[str, int] = {}  # Series Instance UID -> instances so far (see _fill_keys)
-    branches = _Branches()
+    already = 0  # on the medium being updated
     for n, source in enumerate(map(Path, sources)):
         try:
             header, converted = _stage_one(source, profile, staging / str(n))
+            if header.SOPInstanceUID in present:
+                already += 1
+                continue  # the medium being updated has it
             if header.SOPInstanceUID in staged:
                 continue  # the store had it twice: one copy is on the medium
             _fill_keys(header, numbers)
@@ -152,7 +174,7 @@ def _stage_all(
         staged[header.SOPInstanceUID] = staging / str(n)
         report.converted += converted
         rows.append(_row(header))
-    if not staged:
+    if not staged and not already:
         reasons = "; ".join(f"{p.name}: {why}" for p, why in report.refused[:3])
         raise MediaError(f"no instance could go on the medium ({reasons or 'none given'})")
     return staged, rows
@@ -184,11 +206,11 @@ def _check_fileset_id(fileset_id: str) -> None:
         )
 
 
-def _prepare(folder: Path, staging: Path) -> None:
-    """Make ``folder`` (which must be empty) and the staging folder inside it."""
+def _prepare(folder: Path, staging: Path, allow_content: bool = False) -> None:
+    """Make ``folder`` (empty, unless updating) and the staging folder inside it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if any(folder.iterdir()):
+        if not allow_content and any(folder.iterdir()):
             raise MediaError(f"{folder} is not empty: a file-set needs a folder of its own")
         staging.mkdir()
     except OSError as exc:
@@ -295,6 +317,20 @@ def _derived_uid(kind: str, seed: str) -> str:
     return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, f'dicombox-{kind}-{seed}').int}"
 
 
+def _known(fs: FileSet) -> tuple[list[dict[str, str]], _Branches, set[str]]:
+    """What a file-set being updated already holds: PDI rows, the tree's branches, and
+    its SOP Instance UIDs."""
+    branches = _Branches()
+    for patient in fs._tree.children:
+        branches.nodes[(patient.key,)] = patient
+        for study in patient.children:
+            branches.nodes[(patient.key, study.key)] = study
+            for series in study.children:
+                branches.nodes[(patient.key, study.key, series.key)] = series
+    rows = [_row(dcmread(i.path, stop_before_pixels=True)) for i in fs]
+    return rows, branches, {str(i.SOPInstanceUID) for i in fs}
+
+
 class _Branches:
     """The PATIENT, STUDY and SERIES nodes already in the tree, by their key path.
 
@@ -359,9 +395,13 @@ def _private_records(ds: Dataset) -> list[Dataset]:
 def _write(fs: FileSet, folder: Path, staged: dict[str, Path]) -> None:
     """Write the DICOMDIR and File IDs, then put each real file where FileSet left its
     pixel-less stand-in."""
-    fs.write(folder.resolve())
+    if fs.path:  # a file-set being updated is written where it is
+        fs.write()
+    else:
+        fs.write(folder.resolve())
     for instance in fs:
-        os.replace(staged[instance.SOPInstanceUID], instance.path)
+        if instance.SOPInstanceUID in staged:  # an updated medium's older files stay
+            os.replace(staged[instance.SOPInstanceUID], instance.path)
 
 
 def _row(ds: Dataset) -> dict[str, str]:

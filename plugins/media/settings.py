@@ -19,3 +19,8 @@ class MediaSection:
     copies: int = 1
     retries: int = 2  # a failed burn is tried again on a fresh disc
     idle_s: float = 120.0  # a [[route]] with burn = true burns a study idle this long
+    # USB sticks: each folder below usb_root is a plugged-in stick (a desktop's
+    # /media/<user>); "" = the simulator's <data_dir>/media/usb.
+    usb_root: str = ""
+    usb_unmount: bool = False  # unmount and power the stick off on eject (udisksctl)
+    usb_profile: str = "STD-GEN-USB-J2K"

@@ -1,0 +1,63 @@
+"""``dicombox export usb STUDY…``: studies onto a USB stick as a DICOM file-set. A stick
+that already holds a DICOMDIR gets the new studies added to it (File-set Updater)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dicombox.core.box import Box
+from dicombox.hal.removable import DirectorySticks, RemovableError
+from dicombox.plugins.media.burn import stored_instances
+from dicombox.plugins.media.fileset import MediaError, build_fileset
+from dicombox.plugins.media.settings import MediaSection
+
+
+def sticks_for(box: Box, settings: MediaSection) -> DirectorySticks:
+    if settings.usb_root:
+        return DirectorySticks(Path(settings.usb_root), unmount=settings.usb_unmount)
+    return DirectorySticks(box.config.data_dir / "media" / "usb")
+
+
+def export_command(box: Box, args: argparse.Namespace) -> int:
+    settings: MediaSection = box.section("media")
+    instances = stored_instances(box, args.study)
+    if not instances:
+        print(f"dicombox export usb: none of {', '.join(args.study)} is stored", file=sys.stderr)
+        return 2
+    sticks = sticks_for(box, settings)
+    try:
+        stick = sticks.get(args.stick)
+        needed = sum(path.stat().st_size for _, path in instances)
+        if needed > stick.free_bytes:
+            raise RemovableError(
+                f"the stick {stick.name!r} has {stick.free_bytes >> 20} MB free, "
+                f"the studies need about {needed >> 20} MB"
+            )
+        report = build_fileset(
+            [path for _, path in instances],
+            stick.root,
+            args.profile or settings.usb_profile,
+            update=True,
+        )
+        sticks.eject(stick)
+    except (RemovableError, MediaError) as exc:
+        print(f"dicombox export usb: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{report.written} instances written to the stick {stick.name!r}"
+        + (f", {len(report.refused)} left out ({report.refused[0][1]})" if report.refused else "")
+        + "; it can be pulled out"
+    )
+    return 0 if not report.refused else 1
+
+
+def add_verb(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export studies: 'export usb STUDY_UID…'")
+    targets = p.add_subparsers(dest="export_target", required=True)
+    usb = targets.add_parser("usb", help="onto a USB stick, as a DICOM file-set")
+    usb.add_argument("study", nargs="+", metavar="STUDY_UID")
+    usb.add_argument("--stick", default="", help="which stick, when several are plugged in")
+    usb.add_argument("--profile", default="", help="default: [media] usb_profile")
+    usb.set_defaults(func=export_command)
