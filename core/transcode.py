@@ -146,6 +146,12 @@ def transcode(path: Path, target: str, allow_lossy: bool = False) -> bytes:
         source = str(read_stored_header(path, frozenset()).file_meta.TransferSyntaxUID)
     except Exception as exc:
         raise TranscodeError(f"{path.name} is not a whole DICOM file: {exc}") from exc
+    if source == target:  # already so: the data set bytes as stored, not re-encoded
+        with open(path, "rb") as f:
+            f.seek(128 + 4)
+            meta_group_length = int.from_bytes(f.read(12)[8:12], "little")
+            f.seek(144 + meta_group_length)
+            return f.read()
     why_not = _refusal(source, target, allow_lossy)
     if why_not:
         raise TranscodeError(f"{path.name} cannot go out as {_name(target)}: {why_not}")

@@ -11,11 +11,12 @@ saying the record type): every File ID is at most 4 components of 8 upper-case l
 and digits without extension (PS3.10 8.2, PS3.12 F.1.2), which ISO 9660 level 1 takes.
 
 The instance files themselves are not written by ``FileSet``: it would read each
-instance whole and save a copy in the system's temporary directory (a Blu-ray's worth
-in /tmp) and re-encode it. It is given only a pixel-less copy of each header, from
-which it makes the records; the real file, the data set bytes ``core.transcode`` makes
-behind the box's own file meta, is written in the folder and moved over the copy
-``FileSet.write`` leaves at the instance's File ID.
+instance whole, save a copy in the system's temporary directory (a Blu-ray's worth in
+/tmp) and re-encode it. The records are made from a pixel-less header, the tree is
+built here (``_add``), and ``FileSet`` stages an empty stand-in per instance; the real
+file, the data set bytes ``core.transcode`` makes behind the box's own file meta, is
+written in the folder and moved over the stand-in ``FileSet.write`` leaves at the
+instance's File ID.
 """
 
 from __future__ import annotations
@@ -368,7 +369,9 @@ def _add(fs: FileSet, header: Dataset, branches: _Branches) -> None:
     fs._stage["+"][instance.SOPInstanceUID] = instance
     fs._instances.append(instance)
     instance._apply_stage("+")
-    header.save_as(instance.path, enforce_file_format=True)
+    # FileSet.write copies the staged file to its File ID and _write then puts the real
+    # file there, so the stand-in need not hold anything: no header copy is written.
+    Path(instance.path).touch()
 
 
 def _private_records(ds: Dataset) -> list[Dataset]:
