@@ -182,3 +182,29 @@ def test_usb_export_without_a_stick_is_a_clear_error(make_box, tmp_path):
     study, _ = store_study(box, tmp_path / "a", count=1)
     result = box.cli("export", "usb", study)
     assert result.returncode == 1 and "no USB stick is plugged in" in result.stderr
+
+
+def test_a_study_larger_than_a_disc_spans_several_each_a_file_set(make_box, tmp_path):
+    require("storescu", "xorriso")
+    discs = tmp_path / "discs"
+    box = make_box(f'[media]\ndiscs_dir = "{discs}"\ndisc_capacity_mb = 1\n')
+    folder = tmp_path / "study"
+    folder.mkdir()
+    study, series = generate_uid(), generate_uid()
+    files = []
+    for n in range(1, 9):  # 8 images of 128 kB: 1 MB, more than the 90 % of 1 MB a disc takes
+        path = folder / f"{n}.dcm"
+        ct_dataset(study, series, n, rows=256, columns=256).save_as(path, enforce_file_format=True)
+        files.append(path)
+    assert storescu(box.port, files).returncode == 0
+    assert box.cli("burn", study).returncode == 0
+    job = wait_job(box, "burn", "done")
+    assert "8 instances burned, 2 disc(s)" in job["progress"], job
+    seen: set[str] = set()
+    for number, iso in enumerate(sorted(discs.glob("disc-*.iso")), start=1):
+        out = tmp_path / f"disc{number}"
+        run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])
+        uids = {str(i.SOPInstanceUID) for i in FileSet(out / "DICOMDIR")}
+        assert uids and not uids & seen  # each disc a file-set of its own, nothing twice
+        seen |= uids
+    assert seen == {str(pydicom.dcmread(p).SOPInstanceUID) for p in files}

@@ -64,7 +64,8 @@ def burner_for(box: Box, settings: MediaSection) -> Any:
             else box.config.data_dir / "media" / "discs"
         )
         folder.mkdir(parents=True, exist_ok=True)
-        return open_burner("simulated", folder=folder, capacity_bytes=CAPACITY[settings.disc])
+        capacity = (settings.disc_capacity_mb << 20) or CAPACITY[settings.disc]
+        return open_burner("simulated", folder=folder, capacity_bytes=capacity)
     return open_burner("xorriso", device=settings.device, speed=settings.speed)
 
 
@@ -75,34 +76,88 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
     instances = stored_instances(box, studies)
     if not instances:
         raise PermanentJobError(f"none of the studies {', '.join(studies)} is stored")
-    scratch = box.store.scratch()
-    try:
-        progress(f"building the file-set of {len(instances)} instances")
-        report = build_fileset(
-            [path for _, path in instances], scratch / "disc", profile, label=_label(box, studies)
-        )
-        for path, why in report.refused:
-            log.warning("not on the disc: %s: %s", path.name, why)
-        iso = scratch / "disc.iso"
-        master_iso(
-            scratch / "disc",
-            iso,
-            "DICOMBOX",
-            progress=lambda done, total: progress(f"mastering {done}/{total} files"),
-        )
-        burner = burner_for(box, settings)
-        for copy in range(1, copies + 1):
-            _burn_one(burner, iso, settings, progress, f"copy {copy}/{copies}")
+    burner = burner_for(box, settings)
+    capacity = _capacity(burner, settings)
+    volumes = split_for_discs(instances, capacity)
+    label = _label(box, studies)
+    burned: list[str] = []
+    left_out: list[str] = []
+    for number, volume in enumerate(volumes, start=1):
+        which = f"disc {number}/{len(volumes)}" if len(volumes) > 1 else "disc"
+        if len(volumes) > 1:
+            label = {
+                **label,
+                "description": f"{label['description']} (disc {number} of {len(volumes)})",
+            }
+        scratch = box.store.scratch()
+        try:
+            progress(f"{which}: building the file-set of {len(volume)} instances")
+            report = build_fileset(
+                [path for _, path in volume], scratch / "disc", profile, label=label
+            )
+            for path, why in report.refused:
+                log.warning("not on the disc: %s: %s", path.name, why)
+                left_out.append(why)
+            iso = scratch / "disc.iso"
+            size = master_iso(
+                scratch / "disc",
+                iso,
+                f"DICOMBOX_{number}OF{len(volumes)}",
+                progress=lambda done, total, which=which: progress(
+                    f"{which}: mastering {done}/{total} files"
+                ),
+            )
+            if size > capacity:
+                raise PermanentJobError(
+                    f"{which} needs {size >> 20} MB once converted for {profile}, the disc holds "
+                    f"{capacity >> 20} MB: choose a larger disc or a compressed profile"
+                )
+            for copy in range(1, copies + 1):
+                _burn_one(burner, iso, settings, progress, f"{which}, copy {copy}/{copies}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         refused = {str(path) for path, _ in report.refused}
-        burned = [uid for uid, path in instances if str(path) not in refused]
-        record_deliveries(box.index.engine, MEDIA, burned, "committed")
-        box.bus.publish("media.burned", studies=studies, instances=len(burned), copies=copies)
-        summary = f"{len(burned)} instances burned, {copies} disc(s)"
-        if report.refused:
-            summary += f"; {len(report.refused)} left out ({report.refused[0][1]})"
-        progress(summary)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        burned += [uid for uid, path in volume if str(path) not in refused]
+    record_deliveries(box.index.engine, MEDIA, burned, "committed")
+    box.bus.publish(
+        "media.burned", studies=studies, instances=len(burned), discs=len(volumes), copies=copies
+    )
+    summary = f"{len(burned)} instances burned, {len(volumes) * copies} disc(s)"
+    if left_out:
+        summary += f"; {len(left_out)} left out ({left_out[0]})"
+    progress(summary)
+
+
+def split_for_discs(
+    instances: list[tuple[str, Path]], capacity: int
+) -> list[list[tuple[str, Path]]]:
+    """The instances (in study, series order) in groups that each fit one disc, each
+    to become a complete file-set of its own. A tenth of the disc is kept for the
+    DICOMDIR, the PDI files, the ISO's own structures and conversions that grow."""
+    budget = int(capacity * 0.9)
+    groups: list[list[tuple[str, Path]]] = [[]]
+    used = 0
+    for uid, path in instances:
+        size = path.stat().st_size
+        if groups[-1] and used + size > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append((uid, path))
+        used += size
+    return groups
+
+
+def _capacity(burner: Any, settings: MediaSection) -> int:
+    """What one disc holds: the one in the drive, else the kind configured."""
+    if settings.disc_capacity_mb:
+        return settings.disc_capacity_mb << 20
+    try:
+        media = burner.media()
+    except BurnerError:
+        media = None
+    if media is not None and media.present and media.capacity_bytes:
+        return int(media.capacity_bytes)
+    return CAPACITY[settings.disc]
 
 
 def _burn_one(

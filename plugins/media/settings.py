@@ -12,6 +12,7 @@ class MediaSection:
     device: str = "/dev/sr0"  # for burner = "xorriso"
     discs_dir: str = ""  # for the simulator: where burned discs go ("" = <data_dir>/media/discs)
     disc: Literal["CD", "DVD", "DVD-DL", "BD"] = "CD"  # the simulator's media
+    disc_capacity_mb: int = 0  # what one disc holds; 0 = what the drive says, or `disc`'s
     profile: str = "STD-GEN-CD"  # the Application Profile of the file-set
     speed: int = 0  # 0 = the drive's choice
     finalize: bool = True  # close the disc (no later sessions)
