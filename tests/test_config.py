@@ -78,3 +78,25 @@ def test_conformance_is_generated_from_loaded_plugins(tmp_path: Path):
     assert "1.3.12.2.1107.5.9.1" in uids and "1.2.840.10008.1.1" in uids
     assert "1.2.840.10008.5.1.4.1.1.88.67" in uids  # X-Ray Radiation Dose SR
     assert len([r for r in rows if r["service"] == "Storage"]) > 86
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[media]\nburner = "primera"', "burner = 'primera' needs hot_folder"),
+        ('[worklist]\ncoerce_by = ["name"]', "coerce_by has 'name'"),
+        ("[commitment]\nreport_wait_s = -1", "report_wait_s >= 0"),
+        ('[[route]]\nwhen = { Colour = "red" }', "'Colour' is neither calling_ae"),
+        (
+            '[[remote]]\nname = "a"\nae_title = "A"\nhost = "h"\nport = 1\n'
+            'transfer_syntaxes = ["jpeg2001"]',
+            "transfer_syntaxes has 'jpeg2001'",
+        ),
+        ("[storage]\nwatermark_mb = 10\nwatermark_low_mb = 20", "watermark_low_mb must lie"),
+    ],
+)
+def test_plugin_and_route_settings_are_checked(tmp_path: Path, toml: str, message: str):
+    config = tmp_path / "box.toml"
+    config.write_text(toml)
+    result = run_cli("config", "check", str(config))
+    assert result.returncode == 1 and message in result.stdout + result.stderr, result.stdout

@@ -22,6 +22,7 @@ from dicombox.core.index import schema
 from dicombox.core.index.deliveries import record_deliveries
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
 from dicombox.hal.burner import BurnerError, DiscTooSmall, NoMedia, open_burner
+from dicombox.hal.robot import open_robot
 from dicombox.plugins.media.fileset import build_fileset
 from dicombox.plugins.media.iso import CAPACITY, master_iso
 from dicombox.plugins.media.settings import MediaSection
@@ -66,6 +67,14 @@ def burner_for(box: Box, settings: MediaSection) -> Any:
         folder.mkdir(parents=True, exist_ok=True)
         capacity = (settings.disc_capacity_mb << 20) or CAPACITY[settings.disc]
         return open_burner("simulated", folder=folder, capacity_bytes=capacity)
+    if settings.burner in ("primera", "epson"):
+        return open_robot(
+            settings.burner,
+            hot_folder=Path(settings.hot_folder),
+            robot_folder=settings.robot_folder,
+            timeout_s=settings.robot_timeout_s,
+            capacity_bytes=(settings.disc_capacity_mb << 20) or CAPACITY[settings.disc],
+        )
     return open_burner("xorriso", device=settings.device, speed=settings.speed)
 
 

@@ -8,8 +8,13 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class MediaSection:
-    burner: Literal["simulated", "xorriso"] = "simulated"
+    # simulated: ISO files in discs_dir; xorriso: a drive; primera, epson: a disc robot's
+    # hot folder (PTPublisher .JRQ, Epson Total Disc Maker .JDF jobs)
+    burner: Literal["simulated", "xorriso", "primera", "epson"] = "simulated"
     device: str = "/dev/sr0"  # for burner = "xorriso"
+    hot_folder: str = ""  # for a robot: the folder its software watches
+    robot_folder: str = ""  # that folder as the robot's PC names it ("" = hot_folder)
+    robot_timeout_s: float = 3600.0
     discs_dir: str = ""  # for the simulator: where burned discs go ("" = <data_dir>/media/discs)
     disc: Literal["CD", "DVD", "DVD-DL", "BD"] = "CD"  # the simulator's media
     disc_capacity_mb: int = 0  # what one disc holds; 0 = what the drive says, or `disc`'s
@@ -25,3 +30,11 @@ class MediaSection:
     usb_root: str = ""
     usb_unmount: bool = False  # unmount and power the stick off on eject (udisksctl)
     usb_profile: str = "STD-GEN-USB-J2K"
+
+    def validate(self, name: str) -> None:
+        from dicombox.core.config import ConfigError
+
+        if self.burner in ("primera", "epson") and not self.hot_folder:
+            raise ConfigError(f"[{name}] burner = {self.burner!r} needs hot_folder, the robot's")
+        if self.copies < 1:
+            raise ConfigError(f"[{name}] copies = {self.copies}: at least 1")
