@@ -208,3 +208,26 @@ def test_a_study_larger_than_a_disc_spans_several_each_a_file_set(make_box, tmp_
         assert uids and not uids & seen  # each disc a file-set of its own, nothing twice
         seen |= uids
     assert seen == {str(pydicom.dcmread(p).SOPInstanceUID) for p in files}
+
+
+def test_deidentified_disc_names_nobody(make_box, tmp_path):
+    require("storescu", "xorriso")
+    discs = tmp_path / "discs"
+    box = media_box(make_box, discs)
+    study, files = store_study(box, tmp_path / "study", count=2)
+    assert box.cli("burn", study, "--deidentify", "basic").returncode == 0
+    wait_job(box, "burn", "done")
+    (iso,) = discs.glob("disc-*.iso")
+    raw = iso.read_bytes()
+    for identifying in (b"DISC^DORA", b"DISC, DORA", b"B001", study.encode()):
+        assert identifying not in raw, identifying  # not in any file, DICOMDIR or PDI page
+    out = tmp_path / "extracted"
+    run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])
+    instances = [i.load() for i in FileSet(out / "DICOMDIR")]
+    assert len(instances) == 2
+    assert {str(i.PatientName) for i in instances} == {"ANONYMOUS"}
+    assert {i.PatientIdentityRemoved for i in instances} == {"YES"}
+    assert len({i.StudyInstanceUID for i in instances}) == 1  # remapped consistently
+    sources = {pydicom.dcmread(p).InstanceNumber: pydicom.dcmread(p) for p in files}
+    for got in instances:
+        assert np.array_equal(got.pixel_array, sources[got.InstanceNumber].pixel_array)

@@ -14,6 +14,7 @@ from dicombox.core.events import Event
 from dicombox.core.jobs import JobHandler
 from dicombox.core.rules import instance_reader, route_matches
 from dicombox.plugins.media.burn import BURN, queue_burn, run_burn
+from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import PROFILES
 from dicombox.plugins.media.importer import add_verb as add_import_verb
 from dicombox.plugins.media.settings import MediaSection
@@ -79,7 +80,10 @@ def burn_command(box: Box, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    job = queue_burn(box, settings, args.study, profile=args.profile, copies=args.copies)
+    job = queue_burn(
+        box, settings, args.study, profile=args.profile, copies=args.copies,
+        deidentify=args.deidentify,
+    )  # fmt: skip
     print(f"burn queued as job {job}; follow it with 'dicombox jobs'")
     return 0
 
@@ -90,6 +94,9 @@ def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("study", nargs="+", metavar="STUDY_UID")
     p.add_argument("--profile", default="", help="STD-GEN-CD (default), STD-GEN-DVD-J2K …")
     p.add_argument("--copies", type=int, default=0)
+    p.add_argument(
+        "--deidentify", default="", choices=["", *LEVELS], help="default: [media] deidentify"
+    )
     p.set_defaults(func=burn_command)
     add_import_verb(subparsers)
     add_export_verb(subparsers)

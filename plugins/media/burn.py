@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from dicombox.core.box import Box
@@ -23,6 +25,7 @@ from dicombox.core.index.deliveries import record_deliveries
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
 from dicombox.hal.burner import BurnerError, DiscTooSmall, NoMedia, open_burner
 from dicombox.hal.robot import open_robot
+from dicombox.plugins.media.deidentify import Deidentifier
 from dicombox.plugins.media.fileset import build_fileset
 from dicombox.plugins.media.iso import CAPACITY, master_iso
 from dicombox.plugins.media.settings import MediaSection
@@ -88,7 +91,9 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
     burner = burner_for(box, settings)
     capacity = _capacity(burner, settings)
     volumes = split_for_discs(instances, capacity)
-    label = _label(box, studies)
+    level = job.payload.get("deidentify") or settings.deidentify
+    deidentify = export_deidentifier(level)  # one for all discs: UIDs stay consistent
+    label = _label(box, studies, anonymous=deidentify is not None)
     burned: list[str] = []
     left_out: list[str] = []
     for number, volume in enumerate(volumes, start=1):
@@ -102,7 +107,11 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
         try:
             progress(f"{which}: building the file-set of {len(volume)} instances")
             report = build_fileset(
-                [path for _, path in volume], scratch / "disc", profile, label=label
+                [path for _, path in volume],
+                scratch / "disc",
+                profile,
+                label=label,
+                deidentify=deidentify,
             )
             for path, why in report.refused:
                 log.warning("not on the disc: %s: %s", path.name, why)
@@ -194,9 +203,16 @@ def _burn_one(
         raise TransientJobError(f"{which}: {exc}") from None
 
 
-def _label(box: Box, studies: list[str]) -> dict[str, str]:
+def export_deidentifier(level: str) -> Callable[[Dataset], Dataset] | None:
+    """The de-identification of one export (None: none)."""
+    return None if level in ("", "none") else Deidentifier(level).apply
+
+
+def _label(box: Box, studies: list[str], anonymous: bool = False) -> dict[str, str]:
     rows = [s for s in box.index.studies() if s.get("study_instance_uid") in studies]
     first = rows[0] if rows else {}
+    if anonymous:  # the disc label must not name whom the de-identified disc is about
+        first = {"patient_name": "ANONYMOUS"}
     return {
         "patient": str(first.get("patient_name", "")),
         "patient_id": str(first.get("patient_id", "")),

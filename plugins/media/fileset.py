@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from pydicom.uid import (
 )
 
 from dicombox.core.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dicombox.core.net.dataset_codec import decode_dataset, encode_dataset
 from dicombox.core.transcode import TranscodeError, transcode
 from dicombox.plugins.media.pdi import write_pdi
 
@@ -101,6 +102,7 @@ def build_fileset(
     fileset_id: str = "DICOMBOX",
     label: dict[str, str] | None = None,
     update: bool = False,
+    deidentify: Callable[[Dataset], Dataset] | None = None,
 ) -> FileSetReport:
     """Write ``sources`` (Part 10 files) as a file-set rooted at ``folder`` (empty or
     not there yet) under ``profile``, with the DICOMDIR and the IHE PDI files.
@@ -112,7 +114,8 @@ def build_fileset(
 
     With ``update`` (the File-set Updater, for a USB stick), a DICOMDIR already in
     ``folder`` is kept and the new instances are added to it; instances it holds are
-    not written again.
+    not written again. ``deidentify`` changes each data set before it is written (one
+    export's de-identification, see ``deidentify.Deidentifier``).
     """
     chosen = _profile(profile)
     _check_fileset_id(fileset_id)
@@ -128,7 +131,9 @@ def build_fileset(
     _prepare(folder, staging, allow_content=update)
     try:
         kept = _known(fs) if updating else ([], _Branches(), set())
-        staged, rows = _stage_all(sources, chosen, staging, fs, report, kept[1], kept[2])
+        staged, rows = _stage_all(
+            sources, chosen, staging, fs, report, kept[1], kept[2], deidentify
+        )
         if staged:
             _write(fs, folder, staged)
         report.written = len(staged)
@@ -150,6 +155,7 @@ def _stage_all(
     report: FileSetReport,
     branches: _Branches,
     present: set[str],
+    deidentify: Callable[[Dataset], Dataset] | None = None,
 ) -> tuple[dict[str, Path], list[dict[str, str]]]:
     """Convert each source into ``staging`` and stage its records in ``fs``; return the
     real files by SOP Instance UID and the PDI rows. Refusals go into ``report``."""
@@ -159,7 +165,7 @@ def _stage_all(
     already = 0  # on the medium being updated
     for n, source in enumerate(map(Path, sources)):
         try:
-            header, converted = _stage_one(source, profile, staging / str(n))
+            header, converted = _stage_one(source, profile, staging / str(n), deidentify)
             if header.SOPInstanceUID in present:
                 already += 1
                 continue  # the medium being updated has it
@@ -218,9 +224,14 @@ def _prepare(folder: Path, staging: Path, allow_content: bool = False) -> None:
         raise MediaError(f"cannot use {folder} for the file-set: {exc}") from exc
 
 
-def _stage_one(source: Path, profile: Profile, path: Path) -> tuple[Dataset, bool]:
-    """Write ``source`` converted for ``profile`` as ``path``; return the written file's
-    header (no pixel data) and whether the transfer syntax changed."""
+def _stage_one(
+    source: Path,
+    profile: Profile,
+    path: Path,
+    deidentify: Callable[[Dataset], Dataset] | None = None,
+) -> tuple[Dataset, bool]:
+    """Write ``source`` converted for ``profile`` (and de-identified) as ``path``;
+    return the written file's header (no pixel data) and whether the syntax changed."""
     try:
         stored = dcmread(source, stop_before_pixels=True)
         syntax = str(stored.file_meta.TransferSyntaxUID)
@@ -229,6 +240,9 @@ def _stage_one(source: Path, profile: Profile, path: Path) -> tuple[Dataset, boo
     target = syntax if syntax in profile.allowed else ExplicitVRLittleEndian
     # Never lossy: the target is either what the instance already is or native.
     data = transcode(source, target, allow_lossy=False)
+    if deidentify is not None:
+        changed = deidentify(decode_dataset(data, target))
+        data, stored = encode_dataset(changed, target), changed  # new UIDs for the meta
     _write_part10(path, _file_meta(stored, target), data)
     return dcmread(path, stop_before_pixels=True), target != syntax
 

@@ -23,6 +23,9 @@ class MediaSection:
     finalize: bool = True  # close the disc (no later sessions)
     verify: bool = True  # read the disc back and compare
     copies: int = 1
+    # none | basic (PS3.15 Basic Profile) | full | reduced (keeps dates and patient
+    # characteristics) | service (only the patient identity replaced)
+    deidentify: str = "none"
     retries: int = 2  # a failed burn is tried again on a fresh disc
     idle_s: float = 120.0  # a [[route]] with burn = true burns a study idle this long
     # USB sticks: each folder below usb_root is a plugged-in stick (a desktop's
@@ -36,5 +39,11 @@ class MediaSection:
 
         if self.burner in ("primera", "epson") and not self.hot_folder:
             raise ConfigError(f"[{name}] burner = {self.burner!r} needs hot_folder, the robot's")
+        from dicombox.plugins.media.deidentify import LEVELS
+
+        if self.deidentify not in LEVELS:
+            raise ConfigError(
+                f"[{name}] deidentify = {self.deidentify!r}: one of {', '.join(LEVELS)}"
+            )
         if self.copies < 1:
             raise ConfigError(f"[{name}] copies = {self.copies}: at least 1")

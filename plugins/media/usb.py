@@ -9,7 +9,8 @@ from pathlib import Path
 
 from dicombox.core.box import Box
 from dicombox.hal.removable import DirectorySticks, RemovableError
-from dicombox.plugins.media.burn import stored_instances
+from dicombox.plugins.media.burn import export_deidentifier, stored_instances
+from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import MediaError, build_fileset
 from dicombox.plugins.media.settings import MediaSection
 
@@ -40,6 +41,7 @@ def export_command(box: Box, args: argparse.Namespace) -> int:
             stick.root,
             args.profile or settings.usb_profile,
             update=True,
+            deidentify=export_deidentifier(args.deidentify or settings.deidentify),
         )
         sticks.eject(stick)
     except (RemovableError, MediaError) as exc:
@@ -60,4 +62,7 @@ def add_verb(subparsers: argparse._SubParsersAction) -> None:
     usb.add_argument("study", nargs="+", metavar="STUDY_UID")
     usb.add_argument("--stick", default="", help="which stick, when several are plugged in")
     usb.add_argument("--profile", default="", help="default: [media] usb_profile")
+    usb.add_argument(
+        "--deidentify", default="", choices=["", *LEVELS], help="default: [media] deidentify"
+    )
     usb.set_defaults(func=export_command)
