@@ -231,3 +231,24 @@ def test_deidentified_disc_names_nobody(make_box, tmp_path):
     sources = {pydicom.dcmread(p).InstanceNumber: pydicom.dcmread(p) for p in files}
     for got in instances:
         assert np.array_equal(got.pixel_array, sources[got.InstanceNumber].pixel_array)
+
+
+def test_disc_has_ihe_pdi_previews_linked_from_the_index(make_box, tmp_path):
+    require("storescu", "xorriso")
+    discs = tmp_path / "discs"
+    box = media_box(make_box, discs)
+    study, _ = store_study(box, tmp_path / "study", count=3)
+    assert box.cli("burn", study).returncode == 0
+    wait_job(box, "burn", "done")
+    (iso,) = discs.glob("disc-*.iso")
+    out = tmp_path / "extracted"
+    run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])
+    assert 'href="IHE_PDI/INDEX.HTM"' in (out / "INDEX.HTM").read_text()
+    page = (out / "IHE_PDI" / "INDEX.HTM").read_text()
+    (preview,) = (out / "IHE_PDI").glob("*.JPG")  # one series, one preview
+    assert preview.name in page and "<script" not in page
+    assert preview.read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG
+    from PIL import Image
+
+    with Image.open(preview) as image:
+        assert max(image.size) <= 256 and image.getextrema() != (0, 0)  # not blank

@@ -112,6 +112,7 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
                 profile,
                 label=label,
                 deidentify=deidentify,
+                previews=settings.previews,
             )
             for path, why in report.refused:
                 log.warning("not on the disc: %s: %s", path.name, why)

@@ -50,6 +50,7 @@ from dicombox.core.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERS
 from dicombox.core.net.dataset_codec import decode_dataset, encode_dataset
 from dicombox.core.transcode import TranscodeError, transcode
 from dicombox.plugins.media.pdi import write_pdi
+from dicombox.plugins.media.previews import write_previews
 
 log = logging.getLogger("dicombox.media")
 
@@ -103,6 +104,7 @@ def build_fileset(
     label: dict[str, str] | None = None,
     update: bool = False,
     deidentify: Callable[[Dataset], Dataset] | None = None,
+    previews: bool = False,
 ) -> FileSetReport:
     """Write ``sources`` (Part 10 files) as a file-set rooted at ``folder`` (empty or
     not there yet) under ``profile``, with the DICOMDIR and the IHE PDI files.
@@ -115,7 +117,8 @@ def build_fileset(
     With ``update`` (the File-set Updater, for a USB stick), a DICOMDIR already in
     ``folder`` is kept and the new instances are added to it; instances it holds are
     not written again. ``deidentify`` changes each data set before it is written (one
-    export's de-identification, see ``deidentify.Deidentifier``).
+    export's de-identification, see ``deidentify.Deidentifier``). ``previews`` adds the
+    IHE PDI web content: ``IHE_PDI/`` with a JPEG preview per series.
     """
     chosen = _profile(profile)
     _check_fileset_id(fileset_id)
@@ -138,6 +141,8 @@ def build_fileset(
             _write(fs, folder, staged)
         report.written = len(staged)
         rows = kept[0] + rows
+        if previews and staged:
+            write_previews(folder, [i.path for i in fs if i.SOPInstanceUID in staged])
         write_pdi(folder, rows, _label(label, rows))
     except OSError as exc:  # the folder's disk, or pydicom's scratch copy of a header
         raise MediaError(f"cannot write the file-set in {folder}: {exc}") from exc

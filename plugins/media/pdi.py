@@ -30,6 +30,10 @@ def write_pdi(folder: Path, report_rows: list[dict[str, str]], label: dict[str, 
     text = "\r\n".join(_readme_lines(patients, len(report_rows), label)) + "\r\n"
     (folder / README).write_bytes(_ascii(text).encode("ascii"))
     page = _index_page(patients, len(report_rows), label)
+    if (folder / "IHE_PDI" / INDEX).exists():  # web content with previews was written
+        page = page.replace(
+            "</h1>", '</h1>\n<p><a href="IHE_PDI/INDEX.HTM">Image previews</a></p>', 1
+        )
     # Non-ASCII as character references: the page reads right whatever charset is guessed.
     (folder / INDEX).write_bytes(page.encode("ascii", "xmlcharrefreplace"))
 

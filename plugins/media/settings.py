@@ -23,6 +23,7 @@ class MediaSection:
     finalize: bool = True  # close the disc (no later sessions)
     verify: bool = True  # read the disc back and compare
     copies: int = 1
+    previews: bool = True  # IHE PDI web content: a page of JPEG previews per disc
     # none | basic (PS3.15 Basic Profile) | full | reduced (keeps dates and patient
     # characteristics) | service (only the patient identity replaced)
     deidentify: str = "none"
