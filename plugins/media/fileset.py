@@ -137,12 +137,11 @@ def build_fileset(
         staged, rows = _stage_all(
             sources, chosen, staging, fs, report, kept[1], kept[2], deidentify
         )
-        if staged:
-            _write(fs, folder, staged)
+        written = _write(fs, folder, staged) if staged else []
         report.written = len(staged)
         rows = kept[0] + rows
-        if previews and staged:
-            write_previews(folder, [i.path for i in fs if i.SOPInstanceUID in staged])
+        if previews and written:
+            write_previews(folder, written)
         write_pdi(folder, rows, _label(label, rows))
     except OSError as exc:  # the folder's disk, or pydicom's scratch copy of a header
         raise MediaError(f"cannot write the file-set in {folder}: {exc}") from exc
@@ -388,9 +387,8 @@ def _add(fs: FileSet, header: Dataset, branches: _Branches) -> None:
     fs._stage["+"][instance.SOPInstanceUID] = instance
     fs._instances.append(instance)
     instance._apply_stage("+")
-    # FileSet.write copies the staged file to its File ID and _write then puts the real
-    # file there, so the stand-in need not hold anything: no header copy is written.
-    Path(instance.path).touch()
+    if fs.path:  # updating: FileSet.write copies a stand-in, _write replaces it (empty will do)
+        Path(instance.path).touch()
 
 
 def _private_records(ds: Dataset) -> list[Dataset]:
@@ -414,16 +412,33 @@ def _private_records(ds: Dataset) -> list[Dataset]:
     return records
 
 
-def _write(fs: FileSet, folder: Path, staged: dict[str, Path]) -> None:
-    """Write the DICOMDIR and File IDs, then put each real file where FileSet left its
-    pixel-less stand-in."""
-    if fs.path:  # a file-set being updated is written where it is
+def _write(fs: FileSet, folder: Path, staged: dict[str, Path]) -> list[Path]:
+    """Put each staged file at its File ID and write the DICOMDIR; returns the files.
+
+    A new file-set is written here: each file is renamed into place, and FileSet only
+    encodes the DICOMDIR (``FileSet.write`` would copy a stand-in per instance first). An
+    existing one being updated goes through ``FileSet.write``, which may also move the
+    files already there, and the real files then replace the stand-ins it copied."""
+    if fs.path:
         fs.write()
-    else:
-        fs.write(folder.resolve())
+        written = []
+        for instance in fs:
+            if instance.SOPInstanceUID in staged:  # an updated medium's older files stay
+                os.replace(staged[instance.SOPInstanceUID], instance.path)
+                written.append(Path(instance.path))
+        return written
+    root = folder.resolve()
+    written = []
     for instance in fs:
-        if instance.SOPInstanceUID in staged:  # an updated medium's older files stay
-            os.replace(staged[instance.SOPInstanceUID], instance.path)
+        file_id = instance.FileID
+        target = root / file_id
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged[instance.SOPInstanceUID], target)
+        instance.node._record.ReferencedFileID = file_id.split(os.path.sep)
+        written.append(target)
+    with open(root / "DICOMDIR", "wb") as out:
+        fs._write_dicomdir(DicomFileLike(out))
+    return written
 
 
 def _row(ds: Dataset) -> dict[str, str]:
