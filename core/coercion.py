@@ -63,7 +63,7 @@ def coerce_file(
         for keyword, value in coercion.defaults.items():
             if keyword not in wanted and str(ds.get(keyword, "") or "") == "":
                 wanted[keyword] = value
-    changes = {k: v for k, v in wanted.items() if not _same(ds.get(k) and ds[k], v)}
+    changes = {k: v for k, v in wanted.items() if not _same(ds[k] if k in ds else None, v)}
     if not changes:
         return []
     replaced = Dataset()

@@ -265,7 +265,8 @@ def test_images_without_accession_get_the_item_data(make_box, ris, tmp_path):
     ds = ct_dataset(
         study, generate_uid(), 1, rows=16, columns=16, patient="TEMP^NAME", patient_id="T1"
     )
-    del ds.AccessionNumber, ds.StudyID  # what a modality without worklist sends
+    ds.AccessionNumber = ""  # present but empty, as modalities without a worklist send it
+    del ds.StudyID
     sent = tmp_path / "sent.dcm"
     ds.save_as(sent, enforce_file_format=True)
     assert storescu(box.port, [sent]).returncode == 0
