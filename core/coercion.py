@@ -63,7 +63,8 @@ def coerce_file(
         for keyword, value in coercion.defaults.items():
             if keyword not in wanted and str(ds.get(keyword, "") or "") == "":
                 wanted[keyword] = value
-    changes = {k: v for k, v in wanted.items() if not _same(ds[k] if k in ds else None, v)}
+    # The element, not its value: an empty value is still an element to compare with.
+    changes = {k: v for k, v in wanted.items() if not _same(ds.data_element(k), v)}
     if not changes:
         return []
     replaced = Dataset()
