@@ -45,6 +45,15 @@ def _same(element: Any, value: Any) -> bool:
     return str(old if old is not None else "") == str(value)
 
 
+def _element(ds: Dataset, keyword: str) -> Any:
+    """The data element, or None: not ``ds.get``, which gives the value, and an empty
+    value ('') is still an element to compare with."""
+    try:
+        return ds[keyword]
+    except KeyError:
+        return None
+
+
 def _needs_utf8(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_needs_utf8(v) for v in value)
@@ -63,8 +72,7 @@ def coerce_file(
         for keyword, value in coercion.defaults.items():
             if keyword not in wanted and str(ds.get(keyword, "") or "") == "":
                 wanted[keyword] = value
-    # The element, not its value: an empty value is still an element to compare with.
-    changes = {k: v for k, v in wanted.items() if not _same(ds.data_element(k), v)}
+    changes = {k: v for k, v in wanted.items() if not _same(_element(ds, k), v)}
     if not changes:
         return []
     replaced = Dataset()
