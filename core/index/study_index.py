@@ -201,6 +201,21 @@ class StudyIndex:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def study_instances(self, study_uids: list[str]) -> list[tuple[str, str]]:
+        """(SOP Instance UID, path in the store) of every instance of these studies, in
+        study, series and arrival order; a kept-both duplicate once."""
+        i, se, st = schema.instances, schema.series, schema.studies
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(i.c.sop_instance_uid, i.c.path)
+                .select_from(
+                    i.join(se, i.c.series_pk == se.c.id).join(st, se.c.study_pk == st.c.id)
+                )
+                .where(st.c.study_instance_uid.in_(study_uids), i.c.copy == 0)
+                .order_by(st.c.id, se.c.id, i.c.id)
+            ).all()
+        return [(r.sop_instance_uid, r.path) for r in rows]
+
     def remove_instances(self, sop_instance_uids: list[str]) -> int:
         """Forget these instances (every copy), and series, studies and patients left
         empty by it. The caller removes the files."""

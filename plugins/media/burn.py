@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import select
 
 from dicombox.core.box import Box
-from dicombox.core.index import schema
 from dicombox.core.index.deliveries import record_deliveries
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
 from dicombox.hal.burner import BurnerError, DiscTooSmall, NoMedia, open_burner
@@ -49,15 +47,7 @@ def queue_burn(box: Box, settings: MediaSection, studies: list[str], **options: 
 
 
 def stored_instances(box: Box, studies: list[str]) -> list[tuple[str, Path]]:
-    i, se, st = schema.instances, schema.series, schema.studies
-    with box.index.engine.connect() as conn:
-        rows = conn.execute(
-            select(i.c.sop_instance_uid, i.c.path)
-            .select_from(i.join(se, i.c.series_pk == se.c.id).join(st, se.c.study_pk == st.c.id))
-            .where(st.c.study_instance_uid.in_(studies), i.c.copy == 0)
-            .order_by(st.c.id, se.c.id, i.c.id)
-        ).all()
-    return [(r.sop_instance_uid, box.store.path(r.path)) for r in rows]
+    return [(uid, box.store.path(path)) for uid, path in box.index.study_instances(studies)]
 
 
 def burner_for(box: Box, settings: MediaSection) -> Any:

@@ -65,21 +65,12 @@ def forward_completed_study(box: Box, event: Event) -> None:
     """MPPS COMPLETED: routes with ``on = "mpps-completed"`` forward the whole study.
     Their ``when`` is read against one stored instance of it and the MPPS sender."""
     routes = [r for r in box.config.route if r.forward and r.on == "mpps-completed"]
-    i, se, st = schema.instances, schema.series, schema.studies
     for study_uid in event.fields.get("study_instance_uids", []):
-        with box.index.engine.connect() as conn:
-            rows = conn.execute(
-                select(i.c.sop_instance_uid, i.c.path)
-                .select_from(
-                    i.join(se, i.c.series_pk == se.c.id).join(st, se.c.study_pk == st.c.id)
-                )
-                .where(st.c.study_instance_uid == study_uid, i.c.copy == 0)
-                .order_by(se.c.id, i.c.id)
-            ).all()
+        rows = box.index.study_instances([study_uid])
         if not rows:
             log.warning("MPPS completed study %s, which the box does not hold", study_uid)
             continue
-        read = instance_reader(box.store.path(rows[0].path), Dataset())
+        read = instance_reader(box.store.path(rows[0][1]), Dataset())
         calling_ae = str(event.fields.get("calling_ae", ""))
         for route in routes:
             if not route_matches(route.when, calling_ae, read):
@@ -90,7 +81,7 @@ def forward_completed_study(box: Box, event: Event) -> None:
                 box.jobs.gather(
                     FORWARD,
                     f"{target} {study_uid}",
-                    [r.sop_instance_uid for r in rows],
+                    [uid for uid, _ in rows],
                     queue=f"remote:{target}",
                     max_attempts=remote.retries + 1,
                     retry_delay_s=remote.retry_delay_s,

@@ -9,10 +9,8 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import select
 
 from dicombox.core.box import Box
-from dicombox.core.index import schema
 from dicombox.core.jobs import PermanentJobError, TransientJobError
 from dicombox.core.net.sending import StoredFile
 from dicombox.plugins.storage.forward import send_to_remote, stored_files
@@ -39,15 +37,7 @@ def _from_disk(path: Path) -> list[StoredFile]:
 
 
 def _from_index(box: Box, study_uid: str) -> list[StoredFile]:
-    i, se, st = schema.instances, schema.series, schema.studies
-    with box.index.engine.connect() as conn:
-        uids = conn.execute(
-            select(i.c.sop_instance_uid)
-            .select_from(i.join(se, i.c.series_pk == se.c.id).join(st, se.c.study_pk == st.c.id))
-            .where(st.c.study_instance_uid == study_uid, i.c.copy == 0)
-            .order_by(se.c.id, i.c.id)
-        ).scalars()
-        return stored_files(box, list(uids))
+    return stored_files(box, [uid for uid, _ in box.index.study_instances([study_uid])])
 
 
 def send_command(box: Box, args: argparse.Namespace) -> int:
