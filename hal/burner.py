@@ -86,7 +86,8 @@ class Burner(Protocol):
     def eject(self) -> None: ...
 
 
-def _iso_size(iso: Path) -> int:
+def image_size(iso: Path) -> int:
+    """The image's size, or a BurnerError naming it when it is not there."""
     try:
         return iso.stat().st_size
     except OSError as exc:
@@ -172,7 +173,7 @@ class SimulatedBurner:
         speed: int = 0,
         progress: BurnProgress = _no_progress,
     ) -> None:
-        size = _iso_size(iso)
+        size = image_size(iso)
         info = self.media()
         _check_fits(info, size)
         if not info.blank:
@@ -347,7 +348,7 @@ class XorrisoBurner:
         progress: BurnProgress = _no_progress,
     ) -> None:
         """Burn ``iso``; ``label`` is not used, the volume id is inside the image."""
-        size = _iso_size(iso)
+        size = image_size(iso)
         info = self.media()
         _check_fits(info, size)
         code, lines, reached = self._burn(self._burn_args(iso, finalize, speed), progress)
@@ -401,7 +402,7 @@ class XorrisoBurner:
         disc = Path(self.device.removeprefix("stdio:"))
         if not disc.exists():
             raise DriveGone(self.device)
-        size = _iso_size(iso)
+        size = image_size(iso)
         expected = _sha256_of_first(iso, size)
         try:
             return _sha256_of_first(disc, size) == expected

@@ -37,6 +37,7 @@ from dicombox.hal.burner import (
     DriveGone,
     MediaInfo,
     NoMedia,
+    image_size,
 )
 
 CD_CAPACITY = 737_280_000
@@ -256,7 +257,7 @@ class HotFolderRobot:
         progress: BurnProgress = _no_progress,
     ) -> None:
         """Hand the image to the robot and wait until it has burned (and printed) it."""
-        size = _image_size(iso)
+        size = image_size(iso)
         self._check_folder()
         if size > self.capacity_bytes:
             raise DiscTooSmall(size, self.capacity_bytes)
@@ -380,13 +381,6 @@ class HotFolderRobot:
 def _job_files(folder: Path, job_id: str) -> dict[str, Path]:
     """The job's files by upper-case extension; software on Windows may write .don."""
     return {path.suffix.upper(): path for path in folder.glob(f"{job_id}.*")}
-
-
-def _image_size(iso: Path) -> int:
-    try:
-        return Path(iso).stat().st_size
-    except OSError as exc:
-        raise BurnerError(f"no image to burn: {iso}: {exc.strerror}") from None
 
 
 class PrimeraRobot(HotFolderRobot):

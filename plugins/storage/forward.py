@@ -48,17 +48,31 @@ def queue_forwards(box: Box, instance: Any, dataset: Any) -> None:
         if route_matches(route.when, instance.calling_ae, read):
             targets += [t for t in route.forward if t not in targets]
     for target in targets:
-        remote = box.config.remote_named(target)
-        assert remote is not None, "config check makes sure forward targets exist"
-        box.jobs.gather(
-            FORWARD,
-            f"{target} {instance.study_instance_uid}",
+        queue_forward(
+            box,
+            target,
+            instance.study_instance_uid,
             [instance.sop_instance_uid],
-            queue=f"remote:{target}",
-            max_attempts=remote.retries + 1,
-            retry_delay_s=remote.retry_delay_s,
-            delay_s=box.config.storage.forward_delay_s,
+            box.config.storage.forward_delay_s,
         )
+
+
+def queue_forward(
+    box: Box, target: str, study_uid: str, sop_uids: list[str], delay_s: float = 0.0
+) -> None:
+    """Add instances to the forward job still queued for this remote and study, or
+    queue one; it retries as the remote's section says."""
+    remote = box.config.remote_named(target)
+    assert remote is not None, "config check makes sure forward targets exist"
+    box.jobs.gather(
+        FORWARD,
+        f"{target} {study_uid}",
+        sop_uids,
+        queue=f"remote:{target}",
+        max_attempts=remote.retries + 1,
+        retry_delay_s=remote.retry_delay_s,
+        delay_s=delay_s,
+    )
 
 
 def forward_completed_study(box: Box, event: Event) -> None:
@@ -76,16 +90,7 @@ def forward_completed_study(box: Box, event: Event) -> None:
             if not route_matches(route.when, calling_ae, read):
                 continue
             for target in route.forward:
-                remote = box.config.remote_named(target)
-                assert remote is not None, "config check makes sure forward targets exist"
-                box.jobs.gather(
-                    FORWARD,
-                    f"{target} {study_uid}",
-                    [uid for uid, _ in rows],
-                    queue=f"remote:{target}",
-                    max_attempts=remote.retries + 1,
-                    retry_delay_s=remote.retry_delay_s,
-                )
+                queue_forward(box, target, study_uid, [uid for uid, _ in rows])
 
 
 def stored_files(box: Box, sop_uids: list[str]) -> list[StoredFile]:
