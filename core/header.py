@@ -178,17 +178,22 @@ def scan_header(
     return ds
 
 
-def read_stored_header(path: Path, wanted: frozenset[int]) -> Dataset:
-    """``scan_header`` for a file of the store, whose layout is read from its meta."""
+def dataset_offset(path: Path) -> int:
+    """Where the data set starts in a Part 10 file (after the preamble and the meta,
+    whose group length the box always writes)."""
     with open(path, "rb") as f:
         head = f.read(144)
     if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
-        raise Truncated(f"{path.name} has no DICOM file meta group length")
+        raise Truncated(f"{path.name} is not a DICOM Part 10 file with a meta group length")
     (meta_length,) = struct.unpack("<I", head[140:144])
+    return 144 + meta_length
+
+
+def read_stored_header(path: Path, wanted: frozenset[int]) -> Dataset:
+    """``scan_header`` for a file of the store, whose layout is read from its meta."""
+    offset = dataset_offset(path)
     meta = read_file_meta_info(path)
-    ds = scan_header(
-        path, 144 + meta_length, path.stat().st_size, str(meta.TransferSyntaxUID), wanted
-    )
+    ds = scan_header(path, offset, path.stat().st_size, str(meta.TransferSyntaxUID), wanted)
     ds.file_meta = meta
     return ds
 

@@ -43,7 +43,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dicombox.core.header import read_stored_header
+from dicombox.core.header import dataset_offset, read_stored_header
 
 NATIVE: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 
@@ -148,9 +148,7 @@ def transcode(path: Path, target: str, allow_lossy: bool = False) -> bytes:
         raise TranscodeError(f"{path.name} is not a whole DICOM file: {exc}") from exc
     if source == target:  # already so: the data set bytes as stored, not re-encoded
         with open(path, "rb") as f:
-            f.seek(128 + 4)
-            meta_group_length = int.from_bytes(f.read(12)[8:12], "little")
-            f.seek(144 + meta_group_length)
+            f.seek(dataset_offset(path))
             return f.read()
     why_not = _refusal(source, target, allow_lossy)
     if why_not:

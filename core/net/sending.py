@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
+from dicombox.core.header import dataset_offset
 from dicombox.core.net import commands, pdu
 from dicombox.core.transcode import can_transcode, transcode
 
@@ -31,16 +32,6 @@ class StoredFile:
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax_uid: str
-
-
-def dataset_offset(path: Path) -> int:
-    """Where the data set starts in a Part 10 file of the store (after its meta)."""
-    with open(path, "rb") as f:
-        head = f.read(144)
-    if len(head) < 144 or head[128:132] != b"DICM":
-        raise ValueError(f"{path.name} is not a DICOM Part 10 file")
-    (meta_length,) = struct.unpack("<I", head[140:144])
-    return 144 + meta_length
 
 
 def syntaxes_to_offer(stored_syntax: str) -> tuple[str, ...]:

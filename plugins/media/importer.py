@@ -19,8 +19,8 @@ from pydicom.fileset import FileSet
 
 from dicombox.core.box import Box
 from dicombox.core.cli import format_table
+from dicombox.core.header import dataset_offset
 from dicombox.core.ingest import SUCCESS, Arrival, Ingest
-from dicombox.core.net.sending import dataset_offset
 
 PIECE = 1 << 20
 
