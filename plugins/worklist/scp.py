@@ -30,16 +30,18 @@ from dicombox.plugins.worklist.tables import worklist_items
 log = logging.getLogger("dicombox.worklist")
 
 SUCCESS, PENDING, PENDING_WARNING, CANCELLED = 0x0000, 0xFF00, 0xFF01, 0xFE00
-UNABLE_TO_PROCESS, IDENTIFIER_MISMATCH = 0xC000, 0xA900
+UNABLE_TO_PROCESS = 0xC000
 SPS = "ScheduledProcedureStepSequence"
 _COLUMN_OF = {k: c for c, k in {**TOP_COLUMNS, **SPS_COLUMNS}.items()}
 _SPS_KEYS = set(SPS_COLUMNS.values())
-Check = tuple[Any, Any]  # (how to read the stored value, the test)
 
 
-def _conditions(identifier: Dataset, case_insensitive: bool) -> tuple[list[Match], list[Any], bool]:
-    """SQL conditions, Python checks on the stored item, and whether a key was ignored."""
-    sql: list[Match] = []
+def _conditions(
+    identifier: Dataset, case_insensitive: bool
+) -> tuple[list[tuple[str, Match]], list[Any], bool]:
+    """Conditions on columns (by column name), checks on the stored item, and whether
+    a key was ignored (a private one: FF01)."""
+    sql: list[tuple[str, Match]] = []
     checks: list[Any] = []
     ignored = False
 
