@@ -16,6 +16,7 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
 
 from dicombox.core.header import value_of
 
@@ -61,3 +62,12 @@ def instance_reader(path: Path, dataset: Any) -> Callable[[str], Any]:
         return loaded[0].get(keyword)
 
     return read
+
+
+def study_reader(index: Any, store: Any, study_uid: str) -> Callable[[str], Any] | None:
+    """A reader for routes acting on a whole study (MPPS COMPLETED): the attributes of
+    its first stored instance. None when the box holds none of the study."""
+    instances = index.study_instances([study_uid])
+    if not instances:
+        return None
+    return instance_reader(store.path(instances[0][1]), Dataset())

@@ -12,7 +12,7 @@ from dicombox.core import hookimpl
 from dicombox.core.box import Box
 from dicombox.core.events import Event
 from dicombox.core.jobs import JobHandler
-from dicombox.core.rules import instance_reader, route_matches
+from dicombox.core.rules import instance_reader, route_matches, study_reader
 from dicombox.plugins.media.burn import BURN, queue_burn, run_burn
 from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import PROFILES
@@ -62,8 +62,14 @@ def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
 def _burn_completed(box: Box, event: Event) -> None:
     routes = [r for r in box.config.route if r.burn and r.on == "mpps-completed"]
     calling_ae = str(event.fields.get("calling_ae", ""))
-    studies = list(event.fields.get("study_instance_uids", []))
-    if studies and any(route_matches(r.when, calling_ae, lambda k: None) for r in routes):
+    # when is read as for forwarding on MPPS: the sender and the study's first instance.
+    studies = [
+        uid
+        for uid in event.fields.get("study_instance_uids", [])
+        if (read := study_reader(box.index, box.store, uid)) is not None
+        and any(route_matches(r.when, calling_ae, read) for r in routes)
+    ]
+    if studies:
         queue_burn(box, _settings(box), studies)
 
 

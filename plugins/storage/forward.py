@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from dicombox.core.box import Box
@@ -29,7 +28,7 @@ from dicombox.core.net.delivery import (
 from dicombox.core.net.outbound import AssociationFailed
 from dicombox.core.net.requestor import Destination, network_for
 from dicombox.core.net.sending import StoredFile
-from dicombox.core.rules import instance_reader, route_matches
+from dicombox.core.rules import instance_reader, route_matches, study_reader
 from dicombox.plugins.storage.split_sending import frames_instead, per_original
 
 log = logging.getLogger("dicombox.forward")
@@ -80,17 +79,17 @@ def forward_completed_study(box: Box, event: Event) -> None:
     Their ``when`` is read against one stored instance of it and the MPPS sender."""
     routes = [r for r in box.config.route if r.forward and r.on == "mpps-completed"]
     for study_uid in event.fields.get("study_instance_uids", []):
-        rows = box.index.study_instances([study_uid])
-        if not rows:
+        read = study_reader(box.index, box.store, study_uid)
+        if read is None:
             log.warning("MPPS completed study %s, which the box does not hold", study_uid)
             continue
-        read = instance_reader(box.store.path(rows[0][1]), Dataset())
         calling_ae = str(event.fields.get("calling_ae", ""))
         for route in routes:
             if not route_matches(route.when, calling_ae, read):
                 continue
             for target in route.forward:
-                queue_forward(box, target, study_uid, [uid for uid, _ in rows])
+                uids = [uid for uid, _ in box.index.study_instances([study_uid])]
+                queue_forward(box, target, study_uid, uids)
 
 
 def stored_files(box: Box, sop_uids: list[str]) -> list[StoredFile]:
