@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -46,6 +47,7 @@ from pydicom.uid import (
     JPEGLosslessSV1,
 )
 
+from dicombox.core.header import dataset_offset
 from dicombox.core.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dicombox.core.net.dataset_codec import decode_dataset, encode_dataset
 from dicombox.core.transcode import TranscodeError, transcode
@@ -242,13 +244,23 @@ def _stage_one(
     except Exception as exc:  # pydicom's errors on a damaged file, whatever their type
         raise _Unreadable(f"not a readable DICOM file: {exc}") from exc
     target = syntax if syntax in profile.allowed else ExplicitVRLittleEndian
+    if target == syntax and deidentify is None:
+        # The common case, and most of a disc's bytes: the data set goes on the medium
+        # as stored, copied by the kernel behind the box's own meta. The store holds
+        # only files found whole when they arrived, so there is nothing to re-check.
+        stored.file_meta = _file_meta(stored, target)
+        _copy_part10(source, path, stored.file_meta)
+        return stored, False
     # Never lossy: the target is either what the instance already is or native.
     data = transcode(source, target, allow_lossy=False)
     if deidentify is not None:
         changed = deidentify(decode_dataset(data, target))
         data, stored = encode_dataset(changed, target), changed  # new UIDs for the meta
-    _write_part10(path, _file_meta(stored, target), data)
-    return dcmread(path, stop_before_pixels=True), target != syntax
+    stored.file_meta = _file_meta(stored, target)
+    with path.open("wb") as out:
+        _write_preamble_and_meta(out, stored.file_meta)
+        out.write(data)
+    return stored, target != syntax
 
 
 def _file_meta(stored: Dataset, target: str) -> FileMetaDataset:
@@ -263,12 +275,27 @@ def _file_meta(stored: Dataset, target: str) -> FileMetaDataset:
     return meta
 
 
-def _write_part10(path: Path, meta: FileMetaDataset, data: bytes) -> None:
-    with path.open("wb") as raw:
-        fp = DicomFileLike(raw)
-        fp.write(b"\x00" * 128 + b"DICM")
-        write_file_meta_info(fp, meta, enforce_standard=True)
-        fp.write(data)
+def _write_preamble_and_meta(out: BinaryIO, meta: FileMetaDataset) -> None:
+    fp = DicomFileLike(out)
+    fp.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
+
+
+def _copy_part10(source: Path, path: Path, meta: FileMetaDataset) -> None:
+    """``path`` as a Part 10 file with ``meta`` and the data set of ``source``, bytes
+    unchanged."""
+    offset = dataset_offset(source)
+    with source.open("rb") as src, path.open("wb") as out:
+        _write_preamble_and_meta(out, meta)
+        out.flush()
+        src.seek(offset)
+        # sendfile: the kernel moves the pixels, Python never holds them.
+        left = os.fstat(src.fileno()).st_size - offset
+        while left > 0:
+            sent = os.sendfile(out.fileno(), src.fileno(), None, left)
+            if sent == 0:
+                raise OSError(f"{source} ended while copying it")
+            left -= sent
 
 
 # Record keys that are Type 1 in the PATIENT, STUDY, SERIES and IMAGE (or RT, SR ...)
