@@ -178,6 +178,11 @@ class JobQueue:
         with write_transaction(self.engine) as conn:
             conn.execute(update(t).where(t.c.id == job_id).values(updated_at=time.time(), **values))
 
+    def checkpoint(self, job: Job) -> None:
+        """Save ``job.payload`` as the handler has changed it: what a retry must not do
+        again (discs already burned, say) survives the failure and a restart."""
+        self._set(job.id, payload=json.dumps(job.payload))
+
     def progress(self, job_id: int, text: str) -> None:
         self._set(job_id, progress=text)
 

@@ -131,8 +131,9 @@ class SimulatedBurner:
     """A drive whose discs are files: each burn writes ``<folder>/disc-<n>-<label>.iso``.
 
     The tray holds a blank disc unless ``<folder>/NO_DISC`` exists (an operator or a
-    test "empties the tray" by creating it). Ejecting moves on to a fresh blank disc.
-    The simulator burns one session per disc.
+    test "empties the tray" by creating it). Ejecting moves on to a fresh blank disc,
+    while there are any: ``<folder>/BLANKS``, when there, holds how many blanks are
+    left, and each burned disc takes one. The simulator burns one session per disc.
     """
 
     def __init__(self, folder: Path, capacity_bytes: int = 737_280_000, kind: str = "CD-R") -> None:
@@ -154,7 +155,14 @@ class SimulatedBurner:
         return max(numbers) + 1
 
     def _tray_empty(self) -> bool:
-        return (self.folder / "NO_DISC").exists()
+        return (self.folder / "NO_DISC").exists() or self._blanks() == 0
+
+    def _blanks(self) -> int | None:
+        """Blank discs left, when counted (None: as many as it takes)."""
+        try:
+            return int((self.folder / "BLANKS").read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return None
 
     def media(self) -> MediaInfo:
         if self._tray_empty():
@@ -190,6 +198,9 @@ class SimulatedBurner:
     def eject(self) -> None:
         if self._written is not None:
             self._number += 1
+            blanks = self._blanks()
+            if blanks:
+                (self.folder / "BLANKS").write_text(str(blanks - 1))
         self._written, self._finalized = None, False
 
 

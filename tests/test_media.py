@@ -184,30 +184,77 @@ def test_usb_export_without_a_stick_is_a_clear_error(make_box, tmp_path):
     assert result.returncode == 1 and "no USB stick is plugged in" in result.stderr
 
 
-def test_a_study_larger_than_a_disc_spans_several_each_a_file_set(make_box, tmp_path):
-    require("storescu", "xorriso")
-    discs = tmp_path / "discs"
-    box = make_box(f'[media]\ndiscs_dir = "{discs}"\ndisc_capacity_mb = 1\n')
-    folder = tmp_path / "study"
+def store_large_study(box: RunningBox, folder: Path) -> list[Path]:
+    """8 images of 128 kB: 1 MB, more than the 90 % of 1 MB a disc of 1 MB takes."""
     folder.mkdir()
     study, series = generate_uid(), generate_uid()
     files = []
-    for n in range(1, 9):  # 8 images of 128 kB: 1 MB, more than the 90 % of 1 MB a disc takes
+    for n in range(1, 9):
         path = folder / f"{n}.dcm"
         ct_dataset(study, series, n, rows=256, columns=256).save_as(path, enforce_file_format=True)
         files.append(path)
     assert storescu(box.port, files).returncode == 0
+    return files
+
+
+def disc_uids(discs: Path, work: Path) -> list[set[str]]:
+    """The SOP Instance UIDs in each burned disc's DICOMDIR, disc by disc."""
+    found = []
+    for number, iso in enumerate(sorted(discs.glob("disc-*.iso")), start=1):
+        out = work / f"disc{number}"
+        run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])
+        found.append({str(i.SOPInstanceUID) for i in FileSet(out / "DICOMDIR")})
+    return found
+
+
+def test_a_study_larger_than_a_disc_spans_several_each_a_file_set(make_box, tmp_path):
+    require("storescu", "xorriso")
+    discs = tmp_path / "discs"
+    box = make_box(f'[media]\ndiscs_dir = "{discs}"\ndisc_capacity_mb = 1\n')
+    files = store_large_study(box, tmp_path / "study")
+    study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
     assert box.cli("burn", study).returncode == 0
     job = wait_job(box, "burn", "done")
     assert "8 instances burned, 2 disc(s)" in job["progress"], job
     seen: set[str] = set()
-    for number, iso in enumerate(sorted(discs.glob("disc-*.iso")), start=1):
-        out = tmp_path / f"disc{number}"
-        run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])
-        uids = {str(i.SOPInstanceUID) for i in FileSet(out / "DICOMDIR")}
+    for uids in disc_uids(discs, tmp_path):
         assert uids and not uids & seen  # each disc a file-set of its own, nothing twice
         seen |= uids
     assert seen == {str(pydicom.dcmread(p).SOPInstanceUID) for p in files}
+
+
+def test_a_retried_spanning_burn_does_not_burn_its_first_disc_again(make_box, tmp_path):
+    require("storescu", "xorriso")
+    discs = tmp_path / "discs"
+    discs.mkdir()
+    (discs / "BLANKS").write_text("1")  # one blank disc for a study that needs two
+    box = make_box(
+        f'[media]\ndiscs_dir = "{discs}"\ndisc_capacity_mb = 1\nretries = 5\ndeidentify = "basic"\n'
+    )
+    files = store_large_study(box, tmp_path / "study")
+    study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
+    assert box.cli("burn", study).returncode == 0
+    deadline = time.monotonic() + 60
+    while True:
+        (job,) = [j for j in json.loads(box.cli("jobs", "--json").stdout) if j["kind"] == "burn"]
+        if "no disc in the drive" in job["last_error"]:
+            break
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    assert job["state"] == "queued" and "disc 2/2" in job["last_error"], job
+    assert len(list(discs.glob("disc-*.iso"))) == 1
+    (discs / "BLANKS").write_text("5")  # the operator refills the stack
+    job = wait_job(box, "burn", "done")
+    assert "8 instances burned, 2 disc(s)" in job["progress"], job
+    first, second = disc_uids(discs, tmp_path)  # two discs, not three
+    assert len(first) + len(second) == 8 and not first & second
+    # One de-identification across the retry: both discs hold the same new study UID.
+    studies = {
+        str(pydicom.dcmread(p).StudyInstanceUID) for p in (tmp_path / "disc1").rglob("IM*")
+    } | {str(pydicom.dcmread(p).StudyInstanceUID) for p in (tmp_path / "disc2").rglob("IM*")}
+    assert len(studies) == 1 and study not in studies, studies
+    (payload,) = [j["payload"] for j in json.loads(box.cli("jobs", "--json").stdout)]
+    assert "export_key" not in json.dumps(payload)  # forgotten once the job is done
 
 
 def test_deidentified_disc_names_nobody(make_box, tmp_path):

@@ -11,6 +11,7 @@ delivered to the remote "media", which storage commitment after burning waits fo
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -75,24 +76,28 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
     studies: list[str] = job.payload["items"]
     profile = job.payload.get("profile") or settings.profile
     copies = int(job.payload.get("copies") or settings.copies)
-    instances = stored_instances(box, studies)
+    instances = dict(stored_instances(box, studies))
     if not instances:
         raise PermanentJobError(f"none of the studies {', '.join(studies)} is stored")
     burner = burner_for(box, settings)
-    capacity = _capacity(burner, settings)
-    volumes = split_for_discs(instances, capacity)
+    plan = _BurnPlan(job.payload, instances, _capacity(burner, settings))
+    box.jobs.checkpoint(job)
     level = job.payload.get("deidentify") or settings.deidentify
-    deidentify = export_deidentifier(level)  # one for all discs: UIDs stay consistent
-    label = _label(box, studies, anonymous=deidentify is not None)
-    burned: list[str] = []
-    left_out: list[str] = []
-    for number, volume in enumerate(volumes, start=1):
-        which = f"disc {number}/{len(volumes)}" if len(volumes) > 1 else "disc"
-        if len(volumes) > 1:
-            label = {
-                **label,
-                "description": f"{label['description']} (disc {number} of {len(volumes)})",
-            }
+    # One de-identification for every disc of the job, the retries' too: the same new
+    # UIDs on disc 3 as on disc 1 burned before a failure.
+    deidentify = export_deidentifier(level, plan.export_key())
+    base_label = _label(box, studies, anonymous=deidentify is not None)
+    discs = len(plan.volumes)
+    for number, uids in enumerate(plan.volumes, start=1):
+        volume = [(uid, instances[uid]) for uid in uids if uid in instances]
+        left = [c for c in range(1, copies + 1) if not plan.burned(number, c)]
+        if not volume or not left:
+            continue  # burned before a failure or a restart: not again
+        which = f"disc {number}/{discs}" if discs > 1 else "disc"
+        label = base_label
+        if discs > 1:
+            of = f"(disc {number} of {discs})"
+            label = {**base_label, "description": f"{base_label['description']} {of}".strip()}
         scratch = box.store.scratch()
         try:
             progress(f"{which}: building the file-set of {len(volume)} instances")
@@ -106,35 +111,88 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
             )
             for path, why in report.refused:
                 log.warning("not on the disc: %s: %s", path.name, why)
-                left_out.append(why)
             iso = scratch / "disc.iso"
             size = master_iso(
                 scratch / "disc",
                 iso,
-                f"DICOMBOX_{number}OF{len(volumes)}",
+                f"DICOMBOX_{number}OF{discs}",
                 progress=lambda done, total, which=which: progress(
                     f"{which}: mastering {done}/{total} files"
                 ),
             )
-            if size > capacity:
+            if size > plan.capacity:
                 raise PermanentJobError(
                     f"{which} needs {size >> 20} MB once converted for {profile}, the disc holds "
-                    f"{capacity >> 20} MB: choose a larger disc or a compressed profile"
+                    f"{plan.capacity >> 20} MB: choose a larger disc or a compressed profile"
                 )
-            for copy in range(1, copies + 1):
+            for copy in left:
                 _burn_one(burner, iso, settings, progress, f"{which}, copy {copy}/{copies}")
+                plan.mark_burned(number, copy)
+                box.jobs.checkpoint(job)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         refused = {str(path) for path, _ in report.refused}
-        burned += [uid for uid, path in volume if str(path) not in refused]
-    record_deliveries(box.index.engine, MEDIA, burned, "committed")
+        burned = [uid for uid, path in volume if str(path) not in refused]
+        record_deliveries(box.index.engine, MEDIA, burned, "committed")
+        plan.count(len(burned), [why for _, why in report.refused])
+        box.jobs.checkpoint(job)
+    plan.forget_export_key()  # nobody may re-derive the disc's UIDs from the job later
+    box.jobs.checkpoint(job)
     box.bus.publish(
-        "media.burned", studies=studies, instances=len(burned), discs=len(volumes), copies=copies
+        "media.burned", studies=studies, instances=plan.instances, discs=discs, copies=copies
     )
-    summary = f"{len(burned)} instances burned, {len(volumes) * copies} disc(s)"
-    if left_out:
-        summary += f"; {len(left_out)} left out ({left_out[0]})"
+    summary = f"{plan.instances} instances burned, {discs * copies} disc(s)"
+    if plan.left_out:
+        summary += f"; {len(plan.left_out)} left out ({plan.left_out[0]})"
     progress(summary)
+
+
+class _BurnPlan:
+    """What a burn job has decided and done, kept in its payload so that a retry (a
+    fresh disc after a failed one) or a restart burns only what is not burned yet.
+
+    ``volumes`` (SOP Instance UIDs per disc) are fixed at the first run: disc 2 of a
+    retry holds what disc 2 was meant to. Instances that arrived since (the study was
+    still growing) go on further discs."""
+
+    def __init__(self, payload: dict[str, Any], instances: dict[str, Path], capacity: int) -> None:
+        self._state: dict[str, Any] = payload.setdefault("plan", {})
+        self.capacity = int(self._state.setdefault("capacity", capacity))
+        volumes: list[list[str]] = self._state.setdefault("volumes", [])
+        planned = {uid for volume in volumes for uid in volume}
+        new = [(uid, path) for uid, path in instances.items() if uid not in planned]
+        if new:
+            volumes += [[uid for uid, _ in v] for v in split_for_discs(new, self.capacity)]
+        self.volumes: list[list[str]] = volumes
+        self._state.setdefault("burned", [])
+        self._state.setdefault("instances", 0)
+        self._state.setdefault("left_out", [])
+
+    def burned(self, disc: int, copy: int) -> bool:
+        return f"{disc}/{copy}" in self._state["burned"]
+
+    def mark_burned(self, disc: int, copy: int) -> None:
+        self._state["burned"].append(f"{disc}/{copy}")
+
+    def count(self, burned: int, left_out: list[str]) -> None:
+        self._state["instances"] += burned
+        self._state["left_out"] += left_out
+
+    @property
+    def instances(self) -> int:
+        return int(self._state["instances"])
+
+    @property
+    def left_out(self) -> list[str]:
+        return list(self._state["left_out"])
+
+    def export_key(self) -> bytes:
+        if "export_key" not in self._state:
+            self._state["export_key"] = secrets.token_hex(32)
+        return bytes.fromhex(self._state["export_key"])
+
+    def forget_export_key(self) -> None:
+        self._state.pop("export_key", None)
 
 
 def split_for_discs(
@@ -194,9 +252,11 @@ def _burn_one(
         raise TransientJobError(f"{which}: {exc}") from None
 
 
-def export_deidentifier(level: str) -> Callable[[Dataset], Dataset] | None:
-    """The de-identification of one export (None: none)."""
-    return None if level in ("", "none") else Deidentifier(level).apply
+def export_deidentifier(
+    level: str, key: bytes | None = None
+) -> Callable[[Dataset], Dataset] | None:
+    """The de-identification of one export (None: none), under ``key`` when given."""
+    return None if level in ("", "none") else Deidentifier(level, key=key).apply
 
 
 def _label(box: Box, studies: list[str], anonymous: bool = False) -> dict[str, str]:

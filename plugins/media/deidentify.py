@@ -358,7 +358,13 @@ def _dummy(vr: str) -> object:
 class Deidentifier:
     """One export's de-identification: UIDs remapped consistently across every instance it sees."""
 
-    def __init__(self, level: str, patient_name: str = "ANONYMOUS", patient_id: str = "") -> None:
+    def __init__(
+        self,
+        level: str,
+        patient_name: str = "ANONYMOUS",
+        patient_id: str = "",
+        key: bytes | None = None,
+    ) -> None:
         if level not in LEVELS:
             raise ValueError(f"unknown de-identification level {level!r} (one of {LEVELS})")
         self.level = level
@@ -367,7 +373,8 @@ class Deidentifier:
         self._profile = _profile(level)
         # A secret per export: new UIDs and hashed patient IDs stay consistent within it, but
         # nobody holding the originals can recompute them, and two exports are unlinkable.
-        self._key = secrets.token_bytes(32)
+        # An export that resumes (a burn job's retry) passes its key again.
+        self._key = key or secrets.token_bytes(32)
         self._namespace = uuid.UUID(bytes=self._key[:16])
         self._uids: dict[str, str] = {}
 
