@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import subprocess
 from pathlib import Path
 
@@ -151,6 +152,64 @@ def test_size_estimate_is_a_close_upper_bound(tree: Path, tmp_path: Path) -> Non
         actual = master_iso(tree, tmp_path / "disc.iso", "STUDY", joliet=joliet)
         assert actual <= estimate <= actual + 64 * 2048
     assert CAPACITY["CD"] == 737_280_000 and CAPACITY["BD"] == 25_000_000_000
+
+
+VIEWER_FILES = [
+    "VIEWER/Start Viewer.exe",
+    "VIEWER/readme.txt",
+    "VIEWER/README.TXT",
+    "VIEWER/lib/libviewer-core.so.1.2",
+    "VIEWER/.hidden",
+    "VIEWER/" + "/".join(f"level {n}" for n in range(10)) + "/deep file.jar",
+]
+
+
+def test_a_viewer_folder_keeps_its_names_in_joliet_and_rock_ridge(
+    tree: Path, tmp_path: Path
+) -> None:
+    require("xorriso")
+    for i, name in enumerate(VIEWER_FILES):
+        path = tree / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(500 + 3000 * i))
+    iso = tmp_path / "disc.iso"
+    size = master_iso(tree, iso, "STUDY", foreign=("VIEWER",))
+    assert size <= iso_size_estimate(tree, foreign=("VIEWER",))
+    expected = source_files(tree)
+    # Rock Ridge (what Linux mounts): every file under its real name and path.
+    out = tmp_path / "extracted"
+    xorriso("-osirrox", "on", "-indev", str(iso), "-extract", "/", str(out))
+    assert source_files(out) == expected
+    # Joliet (what Windows shows): the same names and bytes.
+    assert read_with_pycdlib(iso, joliet=True) == expected
+    # ISO 9660 itself: the file-set's names exactly, the viewer's as unique 8.3 names
+    # (a directory 8 levels down moved under RR_MOVED, as Rock Ridge does).
+    iso9660 = pycdlib.PyCdlib()
+    iso9660.open(str(iso))
+    try:
+        names = [
+            f"{top}/{name}".lstrip("/").removesuffix(";1").removesuffix(".")
+            for top, dirs, files in iso9660.walk(iso_path="/")
+            for name in [*dirs, *files]
+        ]
+    finally:
+        iso9660.close()
+    assert set(FILES) <= set(names)
+    viewer = [n for n in names if n.startswith(("VIEWER/", "RR_MOVED/"))]
+    assert len(viewer) >= len(VIEWER_FILES) + 10  # every file and directory has a name
+    for path in viewer:
+        for part in path.split("/"):
+            assert re.fullmatch(r"[A-Z0-9_]{1,8}(\.[A-Z0-9_]{1,3})?", part), path
+    assert len(set(viewer)) == len(viewer)
+
+
+def test_a_viewer_name_joliet_cannot_hold_is_refused(tree: Path, tmp_path: Path) -> None:
+    long = tree / "VIEWER" / ("x" * 80 + ".dll")
+    long.parent.mkdir()
+    long.write_bytes(b"x")
+    with pytest.raises(ValueError, match="Joliet|64"):
+        master_iso(tree, tmp_path / "disc.iso", "STUDY", foreign=("VIEWER",))
+    assert not (tmp_path / "disc.iso").exists()
 
 
 # --- the simulated burner -----------------------------------------------------------

@@ -84,6 +84,8 @@ def test_conformance_is_generated_from_loaded_plugins(tmp_path: Path):
     ("toml", "message"),
     [
         ('[media]\nburner = "primera"', "burner = 'primera' needs hot_folder"),
+        ('[media]\nviewer_dir = "/no/viewer"', "viewer_dir = '/no/viewer' is not"),
+        ('[media]\nviewer_dir = "."\nviewer_start = "no.exe"', "'no.exe' is not a file in"),
         ('[worklist]\ncoerce_by = ["name"]', "coerce_by has 'name'"),
         ("[commitment]\nreport_wait_s = -1", "report_wait_s >= 0"),
         ('[[route]]\nwhen = { Colour = "red" }', "'Colour' is neither calling_ae"),

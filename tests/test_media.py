@@ -257,6 +257,32 @@ def test_a_retried_spanning_burn_does_not_burn_its_first_disc_again(make_box, tm
     assert "export_key" not in json.dumps(payload)  # forgotten once the job is done
 
 
+def test_a_disc_carries_the_configured_viewer_under_its_own_names(make_box, tmp_path):
+    require("storescu", "xorriso")
+    discs, viewer = tmp_path / "discs", tmp_path / "viewer"
+    (viewer / "lib").mkdir(parents=True)
+    (viewer / "Start Viewer.exe").write_bytes(b"MZ" + bytes(5000))
+    (viewer / "lib" / "viewer-core.dll").write_bytes(b"MZ" + bytes(9000))
+    box = make_box(
+        f'[media]\ndiscs_dir = "{discs}"\nviewer_dir = "{viewer}"\n'
+        'viewer_start = "Start Viewer.exe"\n'
+    )
+    study, files = store_study(box, tmp_path / "study", count=2)
+    assert box.cli("burn", study).returncode == 0
+    wait_job(box, "burn", "done")
+    (iso,) = discs.glob("disc-*.iso")
+    listing = run(["xorriso", "-indev", iso, "-find", "/VIEWER", "-type", "f"]).stdout
+    assert "'/VIEWER/Start Viewer.exe'" in listing and "'/VIEWER/lib/viewer-core.dll'" in listing
+    out = tmp_path / "extracted"
+    run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])
+    assert (out / "VIEWER" / "lib" / "viewer-core.dll").read_bytes() == (
+        viewer / "lib" / "viewer-core.dll"
+    ).read_bytes()
+    assert "start VIEWER/Start Viewer.exe" in (out / "README.TXT").read_text()
+    assert 'href="VIEWER/Start%20Viewer.exe"' in (out / "INDEX.HTM").read_text()
+    assert len(list(FileSet(out / "DICOMDIR"))) == 2  # the file-set is as without a viewer
+
+
 def test_deidentified_disc_names_nobody(make_box, tmp_path):
     require("storescu", "xorriso")
     discs = tmp_path / "discs"

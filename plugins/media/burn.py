@@ -27,6 +27,7 @@ from dicombox.hal.robot import open_robot
 from dicombox.plugins.media.deidentify import Deidentifier
 from dicombox.plugins.media.fileset import build_fileset
 from dicombox.plugins.media.iso import CAPACITY, master_iso
+from dicombox.plugins.media.pdi import VIEWER
 from dicombox.plugins.media.settings import MediaSection
 
 log = logging.getLogger("dicombox.media")
@@ -80,7 +81,14 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
     if not instances:
         raise PermanentJobError(f"none of the studies {', '.join(studies)} is stored")
     burner = burner_for(box, settings)
-    plan = _BurnPlan(job.payload, instances, _capacity(burner, settings))
+    viewer = Path(settings.viewer_dir) if settings.viewer_dir else None
+    capacity, reserved = _capacity(burner, settings), _size_of(viewer)
+    if reserved >= capacity // 2:
+        raise PermanentJobError(
+            f"the viewer in {viewer} takes {reserved >> 20} MB of a {capacity >> 20} MB disc: "
+            "leave it off ([media] viewer_dir) or use a larger disc"
+        )
+    plan = _BurnPlan(job.payload, instances, capacity, reserved)
     box.jobs.checkpoint(job)
     level = job.payload.get("deidentify") or settings.deidentify
     # One de-identification for every disc of the job, the retries' too: the same new
@@ -108,6 +116,8 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
                 label=label,
                 deidentify=deidentify,
                 previews=settings.previews,
+                viewer=viewer,
+                viewer_start=settings.viewer_start,
             )
             for path, why in report.refused:
                 log.warning("not on the disc: %s: %s", path.name, why)
@@ -119,6 +129,7 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
                 progress=lambda done, total, which=which: progress(
                     f"{which}: mastering {done}/{total} files"
                 ),
+                foreign=(VIEWER,),
             )
             if size > plan.capacity:
                 raise PermanentJobError(
@@ -155,14 +166,18 @@ class _BurnPlan:
     retry holds what disc 2 was meant to. Instances that arrived since (the study was
     still growing) go on further discs."""
 
-    def __init__(self, payload: dict[str, Any], instances: dict[str, Path], capacity: int) -> None:
+    def __init__(
+        self, payload: dict[str, Any], instances: dict[str, Path], capacity: int, reserved: int
+    ) -> None:
         self._state: dict[str, Any] = payload.setdefault("plan", {})
         self.capacity = int(self._state.setdefault("capacity", capacity))
         volumes: list[list[str]] = self._state.setdefault("volumes", [])
         planned = {uid for volume in volumes for uid in volume}
         new = [(uid, path) for uid, path in instances.items() if uid not in planned]
         if new:
-            volumes += [[uid for uid, _ in v] for v in split_for_discs(new, self.capacity)]
+            # Every disc carries the viewer (``reserved``) next to its share of the study.
+            groups = split_for_discs(new, self.capacity - reserved)
+            volumes += [[uid for uid, _ in group] for group in groups]
         self.volumes: list[list[str]] = volumes
         self._state.setdefault("burned", [])
         self._state.setdefault("instances", 0)
@@ -212,6 +227,13 @@ def split_for_discs(
         groups[-1].append((uid, path))
         used += size
     return groups
+
+
+def _size_of(folder: Path | None) -> int:
+    """The bytes of the files below ``folder`` (0 for None)."""
+    if folder is None:
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _capacity(burner: Any, settings: MediaSection) -> int:

@@ -51,7 +51,7 @@ from dicombox.core.header import dataset_offset
 from dicombox.core.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dicombox.core.net.dataset_codec import decode_dataset, encode_dataset
 from dicombox.core.transcode import TranscodeError, transcode
-from dicombox.plugins.media.pdi import write_pdi
+from dicombox.plugins.media.pdi import VIEWER, write_pdi
 from dicombox.plugins.media.previews import write_previews
 
 log = logging.getLogger("dicombox.media")
@@ -107,6 +107,8 @@ def build_fileset(
     update: bool = False,
     deidentify: Callable[[Dataset], Dataset] | None = None,
     previews: bool = False,
+    viewer: Path | None = None,
+    viewer_start: str = "",
 ) -> FileSetReport:
     """Write ``sources`` (Part 10 files) as a file-set rooted at ``folder`` (empty or
     not there yet) under ``profile``, with the DICOMDIR and the IHE PDI files.
@@ -120,7 +122,9 @@ def build_fileset(
     ``folder`` is kept and the new instances are added to it; instances it holds are
     not written again. ``deidentify`` changes each data set before it is written (one
     export's de-identification, see ``deidentify.Deidentifier``). ``previews`` adds the
-    IHE PDI web content: ``IHE_PDI/`` with a JPEG preview per series.
+    IHE PDI web content: ``IHE_PDI/`` with a JPEG preview per series. ``viewer`` is a
+    folder copied whole as ``VIEWER/`` (a viewer program for the medium), and
+    ``viewer_start`` the program in it that README.TXT and INDEX.HTM tell one to start.
     """
     chosen = _profile(profile)
     _check_fileset_id(fileset_id)
@@ -144,7 +148,10 @@ def build_fileset(
         rows = kept[0] + rows
         if previews and written:
             write_previews(folder, written)
-        write_pdi(folder, rows, _label(label, rows))
+        if viewer is not None:
+            # symlinks=False: a link becomes the file it names, as a disc holds no links.
+            shutil.copytree(viewer, folder / VIEWER, symlinks=False, dirs_exist_ok=True)
+        write_pdi(folder, rows, _label(label, rows), viewer_start)
     except OSError as exc:  # the folder's disk, or pydicom's scratch copy of a header
         raise MediaError(f"cannot write the file-set in {folder}: {exc}") from exc
     finally:

@@ -3,8 +3,10 @@
 ``README.TXT`` says in plain ASCII what the medium holds and how to open it, and
 ``INDEX.HTM`` lists the same for a web browser. Both are 8.3 upper-case names, as PDI
 asks of everything outside the DICOM file-set, and neither runs anything: PDI readers
-must not depend on autorun, and a hospital's PC will not allow it. The medium is
-"DICOM only" in PDI's terms: no viewer, no web-viewable copies of the images.
+must not depend on autorun, and a hospital's PC will not allow it. In PDI's terms the
+medium is "DICOM only", or "DICOM + viewer" when the site configures a viewer program,
+which is copied into ``VIEWER/`` and named here as the program to start by hand. The
+web-viewable previews (``IHE_PDI/``) are linked from INDEX.HTM when present.
 """
 
 from __future__ import annotations
@@ -14,28 +16,45 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 README = "README.TXT"
 INDEX = "INDEX.HTM"
+VIEWER = "VIEWER"  # the folder of a viewer program, when the site ships one
 
 
-def write_pdi(folder: Path, report_rows: list[dict[str, str]], label: dict[str, str]) -> None:
+def write_pdi(
+    folder: Path,
+    report_rows: list[dict[str, str]],
+    label: dict[str, str],
+    viewer_start: str = "",
+) -> None:
     """Write README.TXT and INDEX.HTM in ``folder`` (the medium's root) for the
     instances in ``report_rows`` (one dict per instance: patient_name, patient_id,
     birth_date, study_uid, study_date, study_description, accession, series_uid,
     series_number, modality, series_description) and ``label`` (patient, patient_id,
-    date, institution, description; any may be missing)."""
+    date, institution, description; any may be missing). With a ``VIEWER`` folder in
+    ``folder``, both say how to start ``viewer_start`` (a path inside it) by hand."""
     patients = _tree(report_rows)
+    viewer = _viewer_program(folder, viewer_start)
     # CRLF: the one line ending every text viewer shows as lines, Notepad included.
-    text = "\r\n".join(_readme_lines(patients, len(report_rows), label)) + "\r\n"
+    text = "\r\n".join(_readme_lines(patients, len(report_rows), label, viewer)) + "\r\n"
     (folder / README).write_bytes(_ascii(text).encode("ascii"))
-    page = _index_page(patients, len(report_rows), label)
+    page = _index_page(patients, len(report_rows), label, viewer)
     if (folder / "IHE_PDI" / INDEX).exists():  # web content with previews was written
         page = page.replace(
             "</h1>", '</h1>\n<p><a href="IHE_PDI/INDEX.HTM">Image previews</a></p>', 1
         )
     # Non-ASCII as character references: the page reads right whatever charset is guessed.
     (folder / INDEX).write_bytes(page.encode("ascii", "xmlcharrefreplace"))
+
+
+def _viewer_program(folder: Path, start: str) -> str | None:
+    """The viewer's program as a path on the medium (``VIEWER/viewer.exe``), ``VIEWER``
+    when no program is named, or None without a viewer."""
+    if not (folder / VIEWER).is_dir():
+        return None
+    return f"{VIEWER}/{start.strip('/')}" if start else VIEWER
 
 
 def _tree(rows: Iterable[dict[str, str]]) -> dict[tuple[str, str], dict[str, dict]]:
@@ -105,7 +124,23 @@ def _label_lines(label: dict[str, str]) -> list[str]:
     return [f"{name + ':':<13}{value}" for name, value in lines if value]
 
 
-def _readme_lines(patients: dict, instances: int, label: dict[str, str]) -> list[str]:
+def _content_lines(viewer: str | None) -> list[str]:
+    if viewer is None:
+        return [
+            "Content: DICOM only. There is no viewer program and there are no web-viewable",
+            "copies of the images.",
+        ]
+    how = f"start {viewer}" if viewer != VIEWER else f"open the folder {VIEWER}"
+    return [
+        "Content: DICOM with a viewer program. To look at the images on this computer,",
+        f"{how} (nothing starts by itself). The viewer is a convenience: the",
+        "DICOM files are complete without it.",
+    ]
+
+
+def _readme_lines(
+    patients: dict, instances: int, label: dict[str, str], viewer: str | None = None
+) -> list[str]:
     lines = [
         "DICOM MEDIUM - IHE PORTABLE DATA FOR IMAGING (PDI)",
         "",
@@ -113,8 +148,7 @@ def _readme_lines(patients: dict, instances: int, label: dict[str, str]) -> list
         "",
         "WHAT IS ON THIS MEDIUM",
         f"{_summary(patients, instances)}, in the DICOM file format (PS3.10).",
-        "Content: DICOM only. There is no viewer program and there are no web-viewable",
-        "copies of the images.",
+        *_content_lines(viewer),
         "",
         "HOW TO OPEN IT",
         "Open the file DICOMDIR in the root directory with a DICOM viewer or import it",
@@ -146,7 +180,9 @@ def _study_title(row: dict[str, str]) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _index_page(patients: dict, instances: int, label: dict[str, str]) -> str:
+def _index_page(
+    patients: dict, instances: int, label: dict[str, str], viewer: str | None = None
+) -> str:
     esc = html.escape
     head = "".join(
         f"<tr><th>{esc(k)}</th><td>{esc(v.strip())}</td></tr>"
@@ -162,10 +198,15 @@ def _index_page(patients: dict, instances: int, label: dict[str, str]) -> str:
         "<body>",
         "<h1>DICOM medium (IHE Portable Data for Imaging)</h1>",
         f"<table>{head}</table>",
-        f"<p>{esc(_summary(patients, instances))}. DICOM only: open the file "
+        f"<p>{esc(_summary(patients, instances))}. Open the file "
         "<code>DICOMDIR</code> with a DICOM viewer. See "
         f'<a href="{README}">{README}</a>.</p>',
     ]
+    if viewer is not None:
+        body.append(
+            f'<p>A viewer program is on this medium: <a href="{quote(viewer)}">{esc(viewer)}</a>'
+            " (start it yourself; nothing starts by itself).</p>"
+        )
     for (name, patient_id), studies in patients.items():
         body.append(f"<h2>{esc(person_name(name))} (ID {esc(patient_id or 'none')})</h2>")
         for study in studies.values():

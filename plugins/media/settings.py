@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 
@@ -27,6 +28,11 @@ class MediaSection:
     # none | basic (PS3.15 Basic Profile) | full | reduced (keeps dates and patient
     # characteristics) | service (only the patient identity replaced)
     deidentify: str = "none"
+    # A viewer program for the patient's PC, copied onto each disc as VIEWER/ with its
+    # own file names (Joliet and Rock Ridge); viewer_start names its program, inside
+    # viewer_dir, in README.TXT and INDEX.HTM. Nothing on the disc starts by itself.
+    viewer_dir: str = ""
+    viewer_start: str = ""
     retries: int = 2  # a failed burn is tried again on a fresh disc
     idle_s: float = 120.0  # a [[route]] with burn = true burns a study idle this long
     # USB sticks: each folder below usb_root is a plugged-in stick (a desktop's
@@ -45,6 +51,12 @@ class MediaSection:
         if self.deidentify not in LEVELS:
             raise ConfigError(
                 f"[{name}] deidentify = {self.deidentify!r}: one of {', '.join(LEVELS)}"
+            )
+        if self.viewer_dir and not Path(self.viewer_dir).is_dir():
+            raise ConfigError(f"[{name}] viewer_dir = {self.viewer_dir!r} is not a folder")
+        if self.viewer_start and not (Path(self.viewer_dir) / self.viewer_start).is_file():
+            raise ConfigError(
+                f"[{name}] viewer_start = {self.viewer_start!r} is not a file in viewer_dir"
             )
         if self.copies < 1:
             raise ConfigError(f"[{name}] copies = {self.copies}: at least 1")
