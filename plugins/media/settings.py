@@ -35,8 +35,10 @@ class MediaSection:
     viewer_start: str = ""
     retries: int = 2  # a failed burn is tried again on a fresh disc
     idle_s: float = 120.0  # a [[route]] with burn = true burns a study idle this long
-    # USB sticks: each folder below usb_root is a plugged-in stick (a desktop's
-    # /media/<user>); "" = the simulator's <data_dir>/media/usb.
+    # USB sticks: "udev" finds real ones (pyudev; mounted with udisksctl when needed);
+    # "simulated": each folder below usb_root is a plugged-in stick (also a desktop's
+    # /media/<user>); usb_root "" = <data_dir>/media/usb.
+    usb: Literal["simulated", "udev"] = "simulated"
     usb_root: str = ""
     usb_unmount: bool = False  # unmount and power the stick off on eject (udisksctl)
     usb_profile: str = "STD-GEN-USB-J2K"

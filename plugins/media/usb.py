@@ -8,17 +8,17 @@ import sys
 from pathlib import Path
 
 from dicombox.core.box import Box
-from dicombox.hal.removable import DirectorySticks, RemovableError
+from dicombox.hal.removable import DirectorySticks, RemovableError, UdevSticks, open_sticks
 from dicombox.plugins.media.burn import export_deidentifier, stored_instances
 from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import MediaError, build_fileset
 from dicombox.plugins.media.settings import MediaSection
 
 
-def sticks_for(box: Box, settings: MediaSection) -> DirectorySticks:
-    if settings.usb_root:
-        return DirectorySticks(Path(settings.usb_root), unmount=settings.usb_unmount)
-    return DirectorySticks(box.config.data_dir / "media" / "usb")
+def sticks_for(box: Box, settings: MediaSection) -> DirectorySticks | UdevSticks:
+    """The sticks as configured: found by udev, or the folders below ``usb_root``."""
+    root = Path(settings.usb_root) if settings.usb_root else box.config.data_dir / "media" / "usb"
+    return open_sticks(settings.usb, root, unmount=settings.usb_unmount)
 
 
 def export_command(box: Box, args: argparse.Namespace) -> int:
