@@ -98,7 +98,8 @@ class RouteSection:
     # modality reports its procedure step COMPLETED (MPPS).
     on: Literal["stored", "mpps-completed"] = "stored"
     burn: bool = False
-    print: str = ""
+    print: str = ""  # a [[printer]] name: print each study there
+    print_key_images: bool = False  # only the images a Key Object Selection names
 
 
 @dataclass(frozen=True)

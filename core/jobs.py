@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from dicombox.core.events import EventBus
 from dicombox.core.index import schema
@@ -101,12 +101,14 @@ class JobQueue:
         retry_delay_s: float = 30.0,
         delay_s: float = 0.0,
         postpone: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> int:
         """Add ``items`` to the still-queued job of this kind, queue and ``group`` (a
         study, say), or queue a new one: a forward then carries a whole study on one
         association instead of one job per image. With ``postpone`` each addition moves
         the job ``delay_s`` ahead again, so it runs once the group has been idle that
-        long (burn a study 2 minutes after its last image)."""
+        long (burn a study 2 minutes after its last image). ``extra`` goes into the
+        payload of a new job (what the job does with its items)."""
         t = schema.jobs
         with write_transaction(self.engine) as conn:
             rows = conn.execute(
@@ -125,7 +127,7 @@ class JobQueue:
                         update(t).where(t.c.id == row.id).values(updated_at=time.time(), **values)
                     )
                     return int(row.id)
-            payload = {"group": group, "items": items}
+            payload = {"group": group, "items": items, **(extra or {})}
             return _insert(conn, kind, payload, queue, max_attempts, retry_delay_s, delay_s)
 
     def get(self, job_id: int) -> Job | None:
@@ -207,6 +209,20 @@ class JobQueue:
             progress=why,
             next_run_at=time.time() + delay_s,
         )
+
+    def wait_for_older(self, job: Job, what: str) -> None:
+        """Raise JobNotReady while an older job of ``job``'s queue waits for its retry:
+        a failed job keeps its place, so a younger one cannot overtake it (MPPS messages
+        in order; a printer's queue stopped until its first job goes through)."""
+        t = schema.jobs
+        with self.engine.connect() as conn:
+            due = conn.execute(
+                select(func.min(t.c.next_run_at)).where(
+                    t.c.queue == job.queue, t.c.state == QUEUED, t.c.id < job.id
+                )
+            ).scalar()
+        if due is not None:
+            raise JobNotReady(f"after older {what}", max(due - time.time(), 0) + 0.5)
 
     def retry(self, job_id: int) -> bool:
         """An operator's retry: a failed or cancelled job runs again now, attempts reset."""

@@ -9,6 +9,7 @@ then does (forward, fetch priors, burn, print) is up to the plugin owning that a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -19,6 +20,8 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from dicombox.core.header import value_of
+
+log = logging.getLogger("dicombox.rules")
 
 ALIASES = {"calling_ae": "", "sop_class": "SOPClassUID", "modality": "Modality"}
 
@@ -71,3 +74,32 @@ def study_reader(index: Any, store: Any, study_uid: str) -> Callable[[str], Any]
     if not instances:
         return None
     return instance_reader(store.path(instances[0][1]), Dataset())
+
+
+def routes_for_stored(routes: list[Any], calling_ae: str, path: Path, dataset: Any) -> list[Any]:
+    """Those of ``routes`` acting as each instance is stored (``on = "stored"``) whose
+    ``when`` the instance just stored at ``path`` matches."""
+    routes = [r for r in routes if r.on == "stored"]
+    if not routes:
+        return []
+    read = instance_reader(path, dataset)
+    return [r for r in routes if route_matches(r.when, calling_ae, read)]
+
+
+def routes_for_completed(
+    routes: list[Any], index: Any, store: Any, calling_ae: str, study_uids: list[str]
+) -> dict[str, list[Any]]:
+    """For a procedure step COMPLETED by ``calling_ae``: each of its studies the box
+    holds, with those of ``routes`` acting on MPPS (``on = "mpps-completed"``) whose
+    ``when`` the sender and the study's first instance match."""
+    routes = [r for r in routes if r.on == "mpps-completed"]
+    found: dict[str, list[Any]] = {}
+    for uid in study_uids if routes else []:
+        read = study_reader(index, store, uid)
+        if read is None:
+            log.warning("MPPS completed study %s, which the box does not hold", uid)
+            continue
+        matched = [r for r in routes if route_matches(r.when, calling_ae, read)]
+        if matched:
+            found[uid] = matched
+    return found

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from dicombox.core.header import value_of
@@ -216,6 +216,52 @@ class StudyIndex:
             ).all()
         return [(r.sop_instance_uid, r.path) for r in rows]
 
+    def instances_of(self, uids: list[str]) -> list[tuple[str, str]]:
+        """(SOP Instance UID, path in the store) of what each of ``uids`` names, be it a
+        study, a series or an instance: in the order given, each series in Instance
+        Number order, each instance once."""
+        i, se, st = schema.instances, schema.series, schema.studies
+        query = (
+            select(
+                i.c.sop_instance_uid,
+                i.c.path,
+                i.c.instance_number,
+                st.c.study_instance_uid,
+                se.c.series_instance_uid,
+                se.c.id.label("series_pk"),
+            )
+            .select_from(i.join(se, i.c.series_pk == se.c.id).join(st, se.c.study_pk == st.c.id))
+            .where(
+                i.c.copy == 0,
+                or_(
+                    st.c.study_instance_uid.in_(uids),
+                    se.c.series_instance_uid.in_(uids),
+                    i.c.sop_instance_uid.in_(uids),
+                ),
+            )
+            .order_by(st.c.id, se.c.id, i.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        order = {uid: n for n, uid in reversed(list(enumerate(uids)))}
+
+        def place(row: Any) -> tuple[int, int, float]:
+            asked = min(
+                order.get(row.study_instance_uid, len(uids)),
+                order.get(row.series_instance_uid, len(uids)),
+                order.get(row.sop_instance_uid, len(uids)),
+            )
+            number = str(row.instance_number or "").strip()
+            return asked, row.series_pk, float(number) if _is_number(number) else float("inf")
+
+        seen: set[str] = set()
+        found = []
+        for row in sorted(rows, key=place):
+            if row.sop_instance_uid not in seen:
+                seen.add(row.sop_instance_uid)
+                found.append((row.sop_instance_uid, row.path))
+        return found
+
     def remove_instances(self, sop_instance_uids: list[str]) -> int:
         """Forget these instances (every copy), and series, studies and patients left
         empty by it. The caller removes the files."""
@@ -246,3 +292,11 @@ class StudyIndex:
                     ("instances", schema.instances),
                 )
             }
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

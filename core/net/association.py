@@ -124,6 +124,7 @@ class AssociationAcceptor:
             if self._message is not None and self._message.sink is not None:
                 self._message.sink.discard()  # an incomplete data set leaves nothing behind
             self.io.close()
+            self.registry.association_ended(self.id)
         if outcome != "rejected":
             self.publish(
                 "association.ended",

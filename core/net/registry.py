@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pynetdicom.presentation import PresentationContext
 
 from dicombox.core.net.service import Service, SupportedContext
+
+log = logging.getLogger("dicombox.net")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,15 @@ class ServiceRegistry:
                 table = self._by_ae.setdefault(title, {})
                 for context in service.contexts:
                     table.setdefault(context.abstract_syntax, Offer(service, context))
+
+    def association_ended(self, association_id: str) -> None:
+        """Tell the services that keep state per association that this one is over."""
+        for service in self.services:
+            if service.association_ended is not None:
+                try:
+                    service.association_ended(association_id)
+                except Exception:  # one service's bug must not stop the others' cleanup
+                    log.exception("%s: after association %s", service.name, association_id)
 
     @property
     def local_titles(self) -> set[str]:

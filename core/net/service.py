@@ -141,3 +141,6 @@ class Service:
     # SOP Class Extended Negotiation (PS3.7 D.3.3.5): given what the requestor proposed
     # for one of our SOP classes, what we accept (None: no reply, nothing extended).
     extended_negotiation: Callable[[bytes], bytes | None] | None = None
+    # Called with the association's id (Peer.association_id) once it has ended, however
+    # it ended: a service keeping state per association (a print session) drops it.
+    association_ended: Callable[[str], None] | None = None

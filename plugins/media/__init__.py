@@ -12,7 +12,7 @@ from dicombox.core import hookimpl
 from dicombox.core.box import Box
 from dicombox.core.events import Event
 from dicombox.core.jobs import JobHandler
-from dicombox.core.rules import instance_reader, route_matches, study_reader
+from dicombox.core.rules import routes_for_completed, routes_for_stored
 from dicombox.plugins.media.burn import BURN, queue_burn, run_burn
 from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import PROFILES
@@ -41,11 +41,9 @@ def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
 @hookimpl
 def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
     """Routes with ``burn = true`` burn each study once it has been idle ``idle_s``."""
-    routes = [r for r in box.config.route if r.burn and r.on == "stored"]
-    if not routes:
-        return
-    read = instance_reader(box.store.path(instance.path), dataset)
-    if any(route_matches(r.when, instance.calling_ae, read) for r in routes):
+    routes = [r for r in box.config.route if r.burn]
+    path = box.store.path(instance.path)
+    if routes_for_stored(routes, instance.calling_ae, path, dataset):
         settings = _settings(box)
         box.jobs.gather(
             BURN,
@@ -60,17 +58,15 @@ def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
 
 
 def _burn_completed(box: Box, event: Event) -> None:
-    routes = [r for r in box.config.route if r.burn and r.on == "mpps-completed"]
-    calling_ae = str(event.fields.get("calling_ae", ""))
-    # when is read as for forwarding on MPPS: the sender and the study's first instance.
-    studies = [
-        uid
-        for uid in event.fields.get("study_instance_uids", [])
-        if (read := study_reader(box.index, box.store, uid)) is not None
-        and any(route_matches(r.when, calling_ae, read) for r in routes)
-    ]
+    studies = routes_for_completed(
+        [r for r in box.config.route if r.burn],
+        box.index,
+        box.store,
+        str(event.fields.get("calling_ae", "")),
+        list(event.fields.get("study_instance_uids", [])),
+    )
     if studies:
-        queue_burn(box, _settings(box), studies)
+        queue_burn(box, _settings(box), list(studies))
 
 
 @hookimpl

@@ -28,7 +28,7 @@ from dicombox.core.net.delivery import (
 from dicombox.core.net.outbound import AssociationFailed
 from dicombox.core.net.requestor import Destination, network_for
 from dicombox.core.net.sending import StoredFile
-from dicombox.core.rules import instance_reader, route_matches, study_reader
+from dicombox.core.rules import routes_for_completed, routes_for_stored
 from dicombox.plugins.storage.split_sending import frames_instead, per_original
 
 log = logging.getLogger("dicombox.forward")
@@ -38,14 +38,11 @@ FORWARD = "forward"
 
 def queue_forwards(box: Box, instance: Any, dataset: Any) -> None:
     """Called for each stored instance: one gathered job per matching destination."""
-    routes = [r for r in box.config.route if r.forward and r.on == "stored"]
-    if not routes:
-        return
-    read = instance_reader(box.store.path(instance.path), dataset)
+    routes = [r for r in box.config.route if r.forward]
+    path = box.store.path(instance.path)
     targets: list[str] = []
-    for route in routes:
-        if route_matches(route.when, instance.calling_ae, read):
-            targets += [t for t in route.forward if t not in targets]
+    for route in routes_for_stored(routes, instance.calling_ae, path, dataset):
+        targets += [t for t in route.forward if t not in targets]
     for target in targets:
         queue_forward(
             box,
@@ -77,19 +74,17 @@ def queue_forward(
 def forward_completed_study(box: Box, event: Event) -> None:
     """MPPS COMPLETED: routes with ``on = "mpps-completed"`` forward the whole study.
     Their ``when`` is read against one stored instance of it and the MPPS sender."""
-    routes = [r for r in box.config.route if r.forward and r.on == "mpps-completed"]
-    for study_uid in event.fields.get("study_instance_uids", []):
-        read = study_reader(box.index, box.store, study_uid)
-        if read is None:
-            log.warning("MPPS completed study %s, which the box does not hold", study_uid)
-            continue
-        calling_ae = str(event.fields.get("calling_ae", ""))
-        for route in routes:
-            if not route_matches(route.when, calling_ae, read):
-                continue
-            for target in route.forward:
-                uids = [uid for uid, _ in box.index.study_instances([study_uid])]
-                queue_forward(box, target, study_uid, uids)
+    studies = routes_for_completed(
+        [r for r in box.config.route if r.forward],
+        box.index,
+        box.store,
+        str(event.fields.get("calling_ae", "")),
+        list(event.fields.get("study_instance_uids", [])),
+    )
+    for study_uid, routes in studies.items():
+        uids = [uid for uid, _ in box.index.study_instances([study_uid])]
+        for target in dict.fromkeys(t for route in routes for t in route.forward):
+            queue_forward(box, target, study_uid, uids)
 
 
 def stored_files(box: Box, sop_uids: list[str]) -> list[StoredFile]:

@@ -18,16 +18,13 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from dicombox.core.box import Box
-from dicombox.core.index import schema
 from dicombox.core.index.engine import write_transaction
 from dicombox.core.jobs import (
-    QUEUED,
     Job,
     JobContext,
-    JobNotReady,
     PermanentJobError,
     TransientJobError,
 )
@@ -211,15 +208,7 @@ def run_mpps_forward(box: Box, settings: WorklistSection, job: Job, progress: Jo
         raise PermanentJobError(f"no [[remote]] named {name!r} any more")
     # A retried job waits with a later next_run_at, so a younger one of the same queue
     # could overtake it: wait until every older message to this remote has gone.
-    t = schema.jobs
-    with box.index.engine.connect() as conn:
-        due = conn.execute(
-            select(func.min(t.c.next_run_at)).where(
-                t.c.queue == job.queue, t.c.state == QUEUED, t.c.id < job.id
-            )
-        ).scalar()
-    if due is not None:
-        raise JobNotReady(f"after older MPPS messages to {name}", max(due - time.time(), 0) + 0.5)
+    box.jobs.wait_for_older(job, f"MPPS messages to {name}")
     action, uid = job.payload["action"], job.payload["sop_instance_uid"]
     assoc = associate(box.config, remote, [MPPS_SOP_CLASS])
     if assoc is None:
