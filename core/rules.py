@@ -103,3 +103,17 @@ def routes_for_completed(
         if matched:
             found[uid] = matched
     return found
+
+
+def routes_for_mpps_event(
+    box: Any, event: Any, acts: Callable[[Any], bool]
+) -> dict[str, list[Any]]:
+    """``routes_for_completed`` for an ``mpps.completed`` event, over the routes for
+    which ``acts(route)`` (those that forward, burn or print)."""
+    return routes_for_completed(
+        [r for r in box.config.route if acts(r)],
+        box.index,
+        box.store,
+        str(event.fields.get("calling_ae", "")),
+        list(event.fields.get("study_instance_uids", [])),
+    )

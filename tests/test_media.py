@@ -5,7 +5,6 @@ tray is a clear, retried error."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,16 +37,6 @@ def store_study(box: RunningBox, folder: Path, count: int = 4) -> tuple[str, lis
     return study, files
 
 
-def wait_job(box: RunningBox, kind: str, state: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs = [j for j in json.loads(box.cli("jobs", "--json").stdout) if j["kind"] == kind]
-        if jobs and jobs[0]["state"] == state:
-            return jobs[0]
-        time.sleep(0.3)
-    raise AssertionError(f"no {kind} job {state}: {box.cli('jobs').stdout}\n{box.output()[-2000:]}")
-
-
 def test_burn_a_study_and_read_the_disc_back(make_box, tmp_path):
     require("storescu", "xorriso", "dcmdump")
     discs = tmp_path / "discs"
@@ -55,7 +44,7 @@ def test_burn_a_study_and_read_the_disc_back(make_box, tmp_path):
     study, files = store_study(box, tmp_path / "study")
     queued = box.cli("burn", study)
     assert queued.returncode == 0, queued.stderr
-    job = wait_job(box, "burn", "done")
+    job = box.wait_job("burn", "done")
     assert "4 instances burned, 1 disc(s)" in job["progress"], job
     (iso,) = discs.glob("disc-*.iso")
     listing = run(["xorriso", "-indev", iso, "-find", "/", "-type", "f"]).stdout
@@ -82,7 +71,7 @@ def test_compressed_study_is_decompressed_for_a_cd(make_box, tmp_path):
     assert run(["dcmsend", "-aec", "DICOMBOX", "127.0.0.1", box.port,
                 get_testdata_file("MR_small_RLE.dcm")]).returncode == 0  # fmt: skip
     assert box.cli("burn", str(source.StudyInstanceUID)).returncode == 0
-    wait_job(box, "burn", "done")
+    box.wait_job("burn", "done")
     (iso,) = discs.glob("disc-*.iso")
     out = tmp_path / "extracted"
     run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])
@@ -100,23 +89,17 @@ def test_empty_tray_is_reported_and_retried(make_box, tmp_path):
     box = media_box(make_box, discs)
     study, _ = store_study(box, tmp_path / "study", count=2)
     assert box.cli("burn", study).returncode == 0
-    deadline = time.monotonic() + 30
-    while True:
-        (job,) = [j for j in json.loads(box.cli("jobs", "--json").stdout) if j["kind"] == "burn"]
-        if "no disc in the drive" in job["last_error"]:
-            break
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
+    job = box.wait_job("burn", error="no disc in the drive", timeout=30)
     assert job["state"] == "queued" and not list(discs.glob("disc-*.iso"))
     (discs / "NO_DISC").unlink()  # the operator puts a disc in
-    job = wait_job(box, "burn", "done")
+    job = box.wait_job("burn", "done")
     assert len(list(discs.glob("disc-*.iso"))) == 1
 
 
 def test_burn_of_an_unknown_study_fails_clearly(make_box, tmp_path):
     box = media_box(make_box, tmp_path / "discs")
     assert box.cli("burn", "1.2.3.4").returncode == 0
-    job = wait_job(box, "burn", "failed")
+    job = box.wait_job("burn", "failed")
     assert "none of the studies 1.2.3.4 is stored" in job["last_error"]
 
 
@@ -126,7 +109,7 @@ def test_import_a_burned_disc_into_another_box(make_box, tmp_path):
     box = media_box(make_box, discs)
     study, files = store_study(box, tmp_path / "study")
     assert box.cli("burn", study).returncode == 0
-    wait_job(box, "burn", "done")
+    box.wait_job("burn", "done")
     (iso,) = discs.glob("disc-*.iso")
     other = tmp_path / "other"
     listed = box.cli("--data-dir", str(other), "media", "import", "--list", str(iso))
@@ -214,7 +197,7 @@ def test_a_study_larger_than_a_disc_spans_several_each_a_file_set(make_box, tmp_
     files = store_large_study(box, tmp_path / "study")
     study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
     assert box.cli("burn", study).returncode == 0
-    job = wait_job(box, "burn", "done")
+    job = box.wait_job("burn", "done")
     assert "8 instances burned, 2 disc(s)" in job["progress"], job
     seen: set[str] = set()
     for uids in disc_uids(discs, tmp_path):
@@ -234,17 +217,11 @@ def test_a_retried_spanning_burn_does_not_burn_its_first_disc_again(make_box, tm
     files = store_large_study(box, tmp_path / "study")
     study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
     assert box.cli("burn", study).returncode == 0
-    deadline = time.monotonic() + 60
-    while True:
-        (job,) = [j for j in json.loads(box.cli("jobs", "--json").stdout) if j["kind"] == "burn"]
-        if "no disc in the drive" in job["last_error"]:
-            break
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
+    job = box.wait_job("burn", error="no disc in the drive", timeout=60)
     assert job["state"] == "queued" and "disc 2/2" in job["last_error"], job
     assert len(list(discs.glob("disc-*.iso"))) == 1
     (discs / "BLANKS").write_text("5")  # the operator refills the stack
-    job = wait_job(box, "burn", "done")
+    job = box.wait_job("burn", "done")
     assert "8 instances burned, 2 disc(s)" in job["progress"], job
     first, second = disc_uids(discs, tmp_path)  # two discs, not three
     assert len(first) + len(second) == 8 and not first & second
@@ -269,7 +246,7 @@ def test_a_disc_carries_the_configured_viewer_under_its_own_names(make_box, tmp_
     )
     study, files = store_study(box, tmp_path / "study", count=2)
     assert box.cli("burn", study).returncode == 0
-    wait_job(box, "burn", "done")
+    box.wait_job("burn", "done")
     (iso,) = discs.glob("disc-*.iso")
     listing = run(["xorriso", "-indev", iso, "-find", "/VIEWER", "-type", "f"]).stdout
     assert "'/VIEWER/Start Viewer.exe'" in listing and "'/VIEWER/lib/viewer-core.dll'" in listing
@@ -289,7 +266,7 @@ def test_deidentified_disc_names_nobody(make_box, tmp_path):
     box = media_box(make_box, discs)
     study, files = store_study(box, tmp_path / "study", count=2)
     assert box.cli("burn", study, "--deidentify", "basic").returncode == 0
-    wait_job(box, "burn", "done")
+    box.wait_job("burn", "done")
     (iso,) = discs.glob("disc-*.iso")
     raw = iso.read_bytes()
     for identifying in (b"DISC^DORA", b"DISC, DORA", b"B001", study.encode()):
@@ -312,7 +289,7 @@ def test_disc_has_ihe_pdi_previews_linked_from_the_index(make_box, tmp_path):
     box = media_box(make_box, discs)
     study, _ = store_study(box, tmp_path / "study", count=3)
     assert box.cli("burn", study).returncode == 0
-    wait_job(box, "burn", "done")
+    box.wait_job("burn", "done")
     (iso,) = discs.glob("disc-*.iso")
     out = tmp_path / "extracted"
     run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", out])

@@ -12,7 +12,7 @@ from dicombox.core import hookimpl
 from dicombox.core.box import Box
 from dicombox.core.events import Event
 from dicombox.core.jobs import JobHandler
-from dicombox.core.rules import routes_for_completed, routes_for_stored
+from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
 from dicombox.plugins.media.burn import BURN, queue_burn, run_burn
 from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import PROFILES
@@ -58,13 +58,7 @@ def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
 
 
 def _burn_completed(box: Box, event: Event) -> None:
-    studies = routes_for_completed(
-        [r for r in box.config.route if r.burn],
-        box.index,
-        box.store,
-        str(event.fields.get("calling_ae", "")),
-        list(event.fields.get("study_instance_uids", [])),
-    )
+    studies = routes_for_mpps_event(box, event, lambda r: bool(r.burn))
     if studies:
         queue_burn(box, _settings(box), list(studies))
 

@@ -28,7 +28,7 @@ from dicombox.core.net.delivery import (
 from dicombox.core.net.outbound import AssociationFailed
 from dicombox.core.net.requestor import Destination, network_for
 from dicombox.core.net.sending import StoredFile
-from dicombox.core.rules import routes_for_completed, routes_for_stored
+from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
 from dicombox.plugins.storage.split_sending import frames_instead, per_original
 
 log = logging.getLogger("dicombox.forward")
@@ -74,13 +74,7 @@ def queue_forward(
 def forward_completed_study(box: Box, event: Event) -> None:
     """MPPS COMPLETED: routes with ``on = "mpps-completed"`` forward the whole study.
     Their ``when`` is read against one stored instance of it and the MPPS sender."""
-    studies = routes_for_completed(
-        [r for r in box.config.route if r.forward],
-        box.index,
-        box.store,
-        str(event.fields.get("calling_ae", "")),
-        list(event.fields.get("study_instance_uids", [])),
-    )
+    studies = routes_for_mpps_event(box, event, lambda r: bool(r.forward))
     for study_uid, routes in studies.items():
         uids = [uid for uid, _ in box.index.study_instances([study_uid])]
         for target in dict.fromkeys(t for route in routes for t in route.forward):

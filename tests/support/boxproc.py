@@ -62,6 +62,25 @@ class RunningBox:
         """Run a ``dicombox`` command against this box's configuration and data."""
         return run_cli("--config", str(self.config), "--data-dir", str(self.data_dir), *args)
 
+    def jobs(self, kind: str) -> list[dict]:
+        """This box's jobs of ``kind``, newest first, as ``dicombox jobs --json`` has them."""
+        return [j for j in json.loads(self.cli("jobs", "--json").stdout) if j["kind"] == kind]
+
+    def wait_job(self, kind: str, state: str = "", error: str = "", timeout: float = 60) -> dict:
+        """The newest job of ``kind`` once it is in ``state``, or once its last error
+        says ``error``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = self.jobs(kind)
+            if jobs and (
+                (state and jobs[0]["state"] == state) or (error and error in jobs[0]["last_error"])
+            ):
+                return jobs[0]
+            time.sleep(0.3)
+        raise AssertionError(
+            f"no {kind} job {state or error!r}: {self.cli('jobs').stdout}\n{self.output()[-2000:]}"
+        )
+
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 

@@ -1,0 +1,124 @@
+"""The box's printers: the configured ``[[printer]]`` descriptors with their templates,
+the device behind each, and each one's state in DICOM's terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicombox.core.box import Box
+from dicombox.hal.printer import CupsPrinter, FilePrinter, PagePrinter, PrinterError
+from dicombox.plugins.print import vocabulary as v
+from dicombox.plugins.print.settings import (
+    PrinterSection,
+    PrinterTemplateSection,
+    PrintSection,
+)
+
+# With no [[printer]] configured the box still prints: to PDF files under the data folder.
+BUILT_IN = PrinterSection(name="pdf", driver="file")
+
+
+class UnknownPrinter(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PrinterState:
+    status: str  # NORMAL | WARNING | FAILURE
+    info: str  # Printer Status Info
+    name: str = ""
+
+    @property
+    def condition(self) -> v.PrinterCondition:
+        return v.describe_printer(self.status, self.info)
+
+
+def _listed(value: object) -> list:
+    """A plugin section written once ([x]) or as an array ([[x]]), as a list."""
+    if isinstance(value, list):
+        return value
+    return [value] if value is not None and getattr(value, "name", "") else []
+
+
+def print_settings(box: Box) -> PrintSection:
+    return box.section("print")
+
+
+def configured_printers(box: Box) -> list[PrinterSection]:
+    return _listed(box.config.extra.get("printer")) or [BUILT_IN]
+
+
+def find_printer(box: Box, name: str = "") -> PrinterSection:
+    """The printer called ``name``; "" = the default one."""
+    printers = configured_printers(box)
+    name = name or print_settings(box).default_printer
+    if not name:
+        return printers[0]
+    for printer in printers:
+        if printer.name == name:
+            return printer
+    known = ", ".join(p.name for p in printers)
+    raise UnknownPrinter(f"no printer {name!r} (known: {known})")
+
+
+def template_of(box: Box, printer: PrinterSection) -> PrinterTemplateSection | None:
+    if not printer.template:
+        return None
+    for template in _listed(box.config.extra.get("printer_template")):
+        if template.name == printer.template:
+            return template
+    raise UnknownPrinter(f"printer {printer.name}: no [[printer_template]] {printer.template!r}")
+
+
+def capabilities(box: Box, printer: PrinterSection) -> v.Capabilities:
+    """What the printer's model can do, from its template (anything, without one)."""
+    return capabilities_of(template_of(box, printer))
+
+
+def capabilities_of(template: PrinterTemplateSection | None) -> v.Capabilities:
+    if template is None:
+        return v.GENERIC
+    return v.Capabilities.of(
+        name=template.name,
+        film_sizes=template.film_sizes,
+        medium_types=template.medium_types,
+        magnifications=template.magnifications,
+        max_columns=template.max_columns,
+        max_rows=template.max_rows,
+        min_density=template.min_density,
+        max_density=template.max_density,
+        color=template.color,
+        bits=template.bits,
+        dpi=template.dpi,
+    )
+
+
+def page_printer(box: Box, printer: PrinterSection) -> PagePrinter:
+    """The device of a paper or file printer (a DICOM film printer has none: the SCU)."""
+    if printer.driver == "cups":
+        return CupsPrinter(printer.queue, name=printer.name)
+    folder = (
+        Path(printer.folder) if printer.folder else box.config.data_dir / "print" / printer.name
+    )
+    return FilePrinter(folder, printer.format, name=printer.name)
+
+
+def printer_state(box: Box, printer: PrinterSection) -> PrinterState:
+    """Ask the printer how it is (a DICOM printer over the network: N-GET Printer)."""
+    if printer.driver == "dicom":
+        from dicombox.plugins.print.scu import PrintError, query_printer
+
+        remote = box.config.remote_named(printer.remote)
+        if remote is None:
+            return PrinterState("FAILURE", "ELEC CONFIG ERR", printer.name)
+        try:
+            state = query_printer(box.config, remote)
+        except PrintError:
+            return PrinterState("FAILURE", "PRINTER OFFLINE", printer.name)
+        return PrinterState(state.status, state.info, state.name or printer.name)
+    try:
+        state = page_printer(box, printer).status()
+    except (PrinterError, OSError):
+        return PrinterState("FAILURE", "PRINTER DOWN", printer.name)
+    return PrinterState(state.status, state.info, state.name)
