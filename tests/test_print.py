@@ -37,12 +37,14 @@ def camera_config(port: int, printer: str = "", **printer_keys: str) -> str:
     )
 
 
-def store_images(box: RunningBox, folder: Path, count: int) -> tuple[str, list[Path]]:
+def store_images(
+    box: RunningBox, folder: Path, count: int, patient: str = "FILM^FRED"
+) -> tuple[str, list[Path]]:
     folder.mkdir()
     study, series = generate_uid(), generate_uid()
     files = []
     for n in range(1, count + 1):
-        ds = ct_dataset(study, series, n, rows=64, columns=64, patient="FILM^FRED")
+        ds = ct_dataset(study, series, n, rows=64, columns=64, patient=patient)
         path = folder / f"{n}.dcm"
         ds.save_as(path, enforce_file_format=True)
         files.append(path)
@@ -182,6 +184,21 @@ def test_a_modality_prints_to_the_box_and_the_film_is_a_page(make_box, tmp_path)
                 page[half_h:, half_w:]]  # fmt: skip
     assert all(q.std() > 10 for q in quarters[:3]), "three images, one per cell"
     assert quarters[3].std() < 1, "the fourth cell is empty"
+
+
+def test_one_film_never_shows_two_patients(make_box, tmp_path):
+    require("storescu")
+    pages = tmp_path / "pages"
+    box = make_box(
+        f'[[printer]]\nname = "png"\ndriver = "file"\nformat = "png"\nfolder = "{pages}"\n'
+        "[print]\ndpi = 50\n"
+    )
+    fred, _ = store_images(box, tmp_path / "fred", 1, patient="FILM^FRED")
+    wilma, _ = store_images(box, tmp_path / "wilma", 1, patient="FILM^WILMA")
+    assert box.cli("print", fred, wilma, "--layout", "2x1").returncode == 0
+    job = box.wait_job("print", "done")
+    assert "2 film(s)" in job["progress"], job  # room for both on one, yet two films
+    assert len(list(pages.glob("*.png"))) == 2
 
 
 def test_a_film_printed_to_the_box_becomes_a_pdf(make_box, tmp_path):

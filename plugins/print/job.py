@@ -143,16 +143,27 @@ def films_of_instances(
     if not images:
         raise PermanentJobError("nothing printable: no stored image among " + _items(payload))
     films = []
-    for start in range(0, len(images), per_film):
-        chunk = images[start : start + per_film]
-        boxes = [
-            render.image_box_from_dataset(
-                ds, n, bits=12 if printer.driver == "dicom" else 8, true_size=printer.true_size
-            )
-            for n, ds in enumerate(chunk, start=1)
-        ]
-        films.append(_film(printer, payload, layout, boxes, chunk[0], settings.annotate))
+    for patient_images in _by_patient(images):
+        for start in range(0, len(patient_images), per_film):
+            chunk = patient_images[start : start + per_film]
+            boxes = [
+                render.image_box_from_dataset(
+                    ds, n, bits=12 if printer.driver == "dicom" else 8, true_size=printer.true_size
+                )
+                for n, ds in enumerate(chunk, start=1)
+            ]
+            films.append(_film(printer, payload, layout, boxes, chunk[0], settings.annotate))
     return films
+
+
+def _by_patient(images: list[Dataset]) -> list[list[Dataset]]:
+    """The images grouped by patient, in order of first appearance: one film never shows
+    two patients, whose images a reader could otherwise take for one's."""
+    groups: dict[tuple[str, str], list[Dataset]] = {}
+    for ds in images:
+        key = (str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "") or ""))
+        groups.setdefault(key, []).append(ds)
+    return list(groups.values())
 
 
 def _items(payload: dict[str, Any]) -> str:
