@@ -201,6 +201,24 @@ def test_one_film_never_shows_two_patients(make_box, tmp_path):
     assert len(list(pages.glob("*.png"))) == 2
 
 
+def test_a_film_printed_to_the_box_goes_on_to_a_film_printer(make_box, camera, tmp_path):
+    require("dcmpsprt", "dcmprscu")
+    box = make_box(camera_config(camera.port) + 'scp_printer = "film"\n')
+    modality = FilmPrinterPeer(tmp_path / "modality", box_port=box.port)
+    image = Path(get_testdata_file("MR_small.dcm"))
+    sent = modality.print_to([image, image], "-l", "1", "2", "--filmsize", "10INX12IN")
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    box.wait_job("print", "done")
+    (film,) = camera.films()
+    assert film.FilmBoxContentSequence[0].ImageDisplayFormat == "STANDARD\\1,2"
+    assert film.FilmBoxContentSequence[0].FilmSizeID == "10INX12IN"
+    received = [im for im in modality.objects("1.2.840.10008.5.1.1.29")]
+    printed = camera.images()
+    assert len(printed) == 2
+    # The image boxes went on unchanged: what the modality rendered is what was printed.
+    assert any(np.array_equal(p.pixel_array, r.pixel_array) for p in printed for r in received)
+
+
 def test_a_film_printed_to_the_box_becomes_a_pdf(make_box, tmp_path):
     require("dcmpsprt", "dcmprscu")
     box = make_box()
