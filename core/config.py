@@ -108,6 +108,35 @@ class PluginsSection:
 
 
 @dataclass(frozen=True)
+class UpdatesSection:
+    """Field updates of plugins: signed bundles, ``dicombox plugins install``."""
+
+    # Ed25519 public keys (raw 32 bytes, base64 or hex) whose bundles the box accepts.
+    trusted_keys: list[str] = field(default_factory=list)
+    # How a running box is restarted onto new plugins. Empty: it is sent SIGUSR2 and
+    # restarts itself in place (same process id, so systemd sees a reload, not a crash).
+    restart_command: list[str] = field(default_factory=list)
+    health_timeout_s: float = 60.0  # for the box to come up and answer C-ECHO
+    health_calling_ae: str = "DBX-HEALTH"  # our calling AE title in the health check's C-ECHO
+
+    def validate(self, name: str) -> None:
+        from dicombox.core.bundles import BundleError, decode_public_key
+
+        for i, key in enumerate(self.trusted_keys):
+            try:
+                decode_public_key(key)
+            except BundleError as exc:
+                raise ConfigError(f"{name}.trusted_keys[{i}] = {key!r}: {exc}") from None
+        if self.health_timeout_s <= 0:
+            raise ConfigError(f"{name}.health_timeout_s = {self.health_timeout_s}: expected > 0")
+        if not 1 <= len(self.health_calling_ae) <= 16 or "\\" in self.health_calling_ae:
+            raise ConfigError(
+                f"{name}.health_calling_ae = {self.health_calling_ae!r}: 1 to 16 characters, "
+                "no '\\'"
+            )
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "text"
@@ -121,6 +150,7 @@ class Config:
     storage: StorageSection = field(default_factory=StorageSection)
     route: list[RouteSection] = field(default_factory=list)
     plugins: PluginsSection = field(default_factory=PluginsSection)
+    updates: UpdatesSection = field(default_factory=UpdatesSection)
     log: LogSection = field(default_factory=LogSection)
     # Sections contributed by plugins, already validated: {section name: dataclass instance}
     extra: dict[str, Any] = field(default_factory=dict)
@@ -150,6 +180,7 @@ CORE_SECTIONS: dict[str, type] = {
     "storage": StorageSection,
     "route": RouteSection,
     "plugins": PluginsSection,
+    "updates": UpdatesSection,
     "log": LogSection,
 }
 ARRAY_SECTIONS = {"remote", "route"}

@@ -9,6 +9,8 @@ never imports another plugin: plugins talk through hooks and the box's events.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -97,3 +99,44 @@ def dicombox_start(box: Box) -> None:
 @hookspec
 def dicombox_stop(box: Box) -> None:
     """The supervisor is stopping: release devices, finish or park work."""
+
+
+@dataclass(frozen=True)
+class PanelScreen:
+    """A status screen of the front panel, shown in turn with the others.
+
+    ``render(columns, rows)`` returns up to ``rows`` lines; longer lines are cut at
+    ``columns``. An empty list means "nothing to say now": the screen is skipped. It
+    runs on the panel's own thread, about once a second while the screen is shown, so
+    keep it quick and cache anything slow. ``order`` places it (lower first; the
+    panel's own screens use 0-49)."""
+
+    name: str
+    render: Callable[[int, int], list[str]]
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class PanelAction:
+    """An entry of the front panel's key menu.
+
+    ``run()`` does it (quickly: queue a job rather than do the work) and returns a short
+    result for the operator, such as "burn job 12 queued"; the panel shows it for a few
+    seconds. An exception it raises is shown as its message. ``order`` places it in
+    the menu (lower first)."""
+
+    label: str
+    run: Callable[[], str]
+    order: int = 100
+
+
+@hookspec
+def dicombox_panel_screens(box: Box) -> list[PanelScreen]:
+    """Status screens this plugin adds to the front panel (the burner's state, the
+    printer's). Asked once, when the panel starts in the supervisor."""
+
+
+@hookspec
+def dicombox_panel_actions(box: Box) -> list[PanelAction]:
+    """Entries this plugin adds to the front panel's key menu ("Burn last study").
+    Asked once, when the panel starts in the supervisor."""

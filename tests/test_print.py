@@ -113,7 +113,7 @@ def test_an_offline_printer_keeps_the_job_until_it_is_back(make_box, tmp_path):
     study, _ = store_images(box, tmp_path / "study", 2)
     assert box.cli("print", study).returncode == 0
     job = box.wait_job("print", error="cannot be reached")
-    assert job["state"] == "queued", job
+    assert job["state"] in ("queued", "running"), job  # retried, not given up
     later = box.cli("print", study)  # a second job waits behind the first
     assert later.returncode == 0
     camera.start()
