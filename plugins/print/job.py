@@ -9,6 +9,7 @@ offline, out of film) keeps its place and the queue waits for it, retried
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import uuid
@@ -115,14 +116,9 @@ def deliver(
 
 def _as_page(film: Film, caps: v.Capabilities) -> Film:
     """The film laid out by the box and sent as one STANDARD\\1,1 image (seeds 002/004)."""
-    page = render.page_image_box(film, caps.dpi, bits=12 if not film.color else 8)
-    return Film(
-        **{
-            **{k: getattr(film, k) for k in film.__dataclass_fields__},
-            "display_format": "STANDARD\\1,1",
-            "annotations": [],
-            "images": [page],
-        }
+    page = render.page_image_box(film, caps.dpi, bits=caps.bits if not film.color else 8)
+    return dataclasses.replace(
+        film, display_format=render.PAGE_FORMAT, annotations=[], images=[page]
     )
 
 
