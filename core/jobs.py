@@ -119,7 +119,8 @@ class JobQueue:
             for row in rows:
                 payload = json.loads(row.payload)
                 if payload.get("group") == group:
-                    payload["items"] += items
+                    known = set(payload["items"])  # a study gathered again is there once
+                    payload["items"] += [i for i in items if i not in known]
                     values: dict[str, Any] = {"payload": json.dumps(payload)}
                     if postpone:
                         values["next_run_at"] = time.time() + delay_s

@@ -149,7 +149,10 @@ class CupsPrinter:
         if not shutil.which("lp") or not shutil.which("lpstat"):
             return PrinterStatus("FAILURE", "PRINTER DOWN", self.name)
         args = ["lpstat", "-p", self.queue] if self.queue else ["lpstat", "-d", "-p"]
-        done = subprocess.run(args, capture_output=True, text=True, timeout=10)
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):  # CUPS hanging or gone
+            return PrinterStatus("FAILURE", "PRINTER DOWN", self.name)
         text = done.stdout.lower()
         if done.returncode != 0 or "disabled" in text:
             return PrinterStatus("FAILURE", "PRINTER OFFLINE", self.name)
@@ -164,7 +167,10 @@ class CupsPrinter:
             args = ["lp", "-n", str(max(job.copies, 1)), "-t", job.title, "-o", "fit-to-page"]
             if self.queue:
                 args += ["-d", self.queue]
-            done = subprocess.run([*args, str(pdf)], capture_output=True, text=True, timeout=60)
+            try:
+                done = subprocess.run([*args, str(pdf)], capture_output=True, text=True, timeout=60)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise PrinterError(f"{self.name}: lp did not answer: {exc}") from exc
         if done.returncode != 0:
             raise PrinterError(f"{self.name}: lp refused the job: {done.stderr.strip()}")
         return done.stdout.strip()  # "request id is queue-12 (1 file(s))"

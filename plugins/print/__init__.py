@@ -25,7 +25,7 @@ from dicombox.core.net.service import Peer, Service
 from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
 from dicombox.plugins.print import vocabulary as v
 from dicombox.plugins.print.film import Film
-from dicombox.plugins.print.job import PRINT, queue_print, run_print, spool_film
+from dicombox.plugins.print.job import PRINT, queue_print, run_print, spool_film, sweep_spool
 from dicombox.plugins.print.printers import (
     UnknownPrinter,
     capabilities,
@@ -39,6 +39,7 @@ from dicombox.plugins.print.settings import PrinterSection, PrinterTemplateSecti
 
 __version__ = "1.0.0"
 log = logging.getLogger("dicombox.print")
+SCP_STATE_S = 15.0  # how old the printer state a modality's N-GET Printer gets may be
 
 
 @hookimpl
@@ -61,15 +62,19 @@ def dicombox_services(box: Box) -> list[Service]:
     settings = print_settings(box)
     if not settings.scp:
         return []
-    printer = find_printer(box, settings.scp_printer)
-    caps = capabilities(box, printer)
+    try:
+        printer = find_printer(box, settings.scp_printer)
+        caps = capabilities(box, printer)
+    except UnknownPrinter as exc:  # the print server is off; storage and the rest go on
+        log.error("print server off: [print] scp_printer: %s", exc)
+        return []
 
     def submit(film: Film, peer: Peer) -> None:
         job = spool_film(box, printer, film, peer.calling_ae)
         log.info("film from %s queued on %s as job %s", peer.calling_ae, printer.name, job)
 
     def status() -> tuple[str, str, dict[str, str]]:
-        state = printer_state(box, printer)
+        state = printer_state(box, printer, max_age_s=SCP_STATE_S)
         return state.status, state.info, {"PrinterName": printer.name}
 
     # Warnings (a density beyond the printer's range …) are not refused: the printer
@@ -142,6 +147,9 @@ def _print_completed(box: Box, event: Event) -> None:
 @hookimpl
 def dicombox_start(box: Box) -> None:
     box.bus.subscribe("mpps.completed", lambda event: _print_completed(box, event))
+    gone = sweep_spool(box)
+    if gone:
+        log.info("%d spooled film(s) no job will print removed", gone)
 
 
 @hookimpl
@@ -179,6 +187,9 @@ def print_command(box: Box, args: argparse.Namespace) -> int:
         print(f"dicombox print: film size {args.film!r}: one of {', '.join(v.FILM_SIZES)}",
               file=sys.stderr)  # fmt: skip
         return 2
+    if args.copies and not 1 <= args.copies <= 99:
+        print(f"dicombox print: --copies {args.copies}: 1 to 99", file=sys.stderr)
+        return 2
     if not box.index.instances_of(args.uid):
         print(f"dicombox print: none of {', '.join(args.uid)} is stored", file=sys.stderr)
         return 2
@@ -214,15 +225,75 @@ def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
 @hookimpl
 def dicombox_conformance(box: Box) -> list[dict[str, Any]]:
     rows = []
+    syntaxes = {"SCU": ["Implicit VR Little Endian"],
+                "SCP": ["Explicit VR Little Endian", "Implicit VR Little Endian"]}  # fmt: skip
     for meta, name in (
         (v.BASIC_GRAYSCALE_PRINT_META, "Basic Grayscale Print Management Meta"),
         (v.BASIC_COLOR_PRINT_META, "Basic Color Print Management Meta"),
     ):
         for role in ("SCU", "SCP"):
             rows.append({"service": "Print", "sop_class": name, "uid": meta, "role": role,
-                         "transfer_syntaxes": ["Implicit VR Little Endian"],
+                         "transfer_syntaxes": syntaxes[role],
                          "notes": "film session, film box, image box, printer"})  # fmt: skip
     rows.append({"service": "Print", "sop_class": "Presentation LUT", "uid": v.PRESENTATION_LUT,
                  "role": "SCU/SCP", "transfer_syntaxes": ["Implicit VR Little Endian"],
                  "notes": "IDENTITY, LIN OD"})  # fmt: skip
     return rows
+
+
+# The front panel: the printers' state, and printing at the press of a key.
+# (Imported here, with the hooks that need them, to keep this part of the module whole.)
+from collections.abc import Callable  # noqa: E402
+
+from dicombox.core.hookspecs import PanelAction, PanelScreen  # noqa: E402
+
+PANEL_STATE_S = 10.0  # a DICOM printer is asked over the network: not at every refresh
+
+
+@hookimpl
+def dicombox_panel_screens(box: Box) -> list[PanelScreen]:
+    return [PanelScreen("printer", printer_lines(box), order=70)]
+
+
+@hookimpl
+def dicombox_panel_actions(box: Box) -> list[PanelAction]:
+    return [PanelAction("Print last study", lambda: print_last_study(box), order=20)]
+
+
+def printer_lines(box: Box) -> Callable[[int, int], list[str]]:
+    """A renderer of each printer's name and condition (its 20-character LCD text),
+    asking each printer at most every ``PANEL_STATE_S``."""
+    asked: dict[str, tuple[float, str]] = {}
+
+    def render(columns: int, rows: int) -> list[str]:
+        # A printer busy with a job is not asked: many film printers take one
+        # association at a time, and the job's own would have to wait for ours.
+        busy = {j.queue for j in box.jobs.list(states=("running",), limit=50)}
+        lines = []
+        for printer in configured_printers(box):
+            when, lcd = asked.get(printer.name, (0.0, ""))
+            if f"printer:{printer.name}" in busy:
+                lcd = "printing"
+            elif printer.name not in asked or time.monotonic() - when > PANEL_STATE_S:
+                lcd = printer_state(box, printer).condition.lcd
+                asked[printer.name] = (time.monotonic(), lcd)
+            lines += [f"Printer {printer.name}", lcd]
+        return lines[:rows]
+
+    return render
+
+
+def print_last_study(box: Box) -> str:
+    """Queue a print of the study that received an image last, on the default printer
+    with its default layout."""
+    studies = box.index.studies()
+    if not studies:
+        return "no study stored"
+    try:
+        printer = find_printer(box)
+    except UnknownPrinter as exc:
+        return str(exc)
+    payload = {"items": [studies[0]["study_instance_uid"]], "layout": "", "film": "",
+               "copies": 0, "key_images": False}  # fmt: skip
+    job = queue_print(box, printer, payload)
+    return f"print job {job} queued on {printer.name}"

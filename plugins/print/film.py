@@ -56,7 +56,7 @@ class Film:
     min_density: int = 0  # 0 = the printer's
     max_density: int = 0
     trim: str = "NO"
-    presentation_lut_shape: str = "IDENTITY"  # IDENTITY | LIN OD | INVERSE
+    presentation_lut_shape: str = ""  # "" none referenced | IDENTITY | LIN OD | INVERSE
     copies: int = 1
     priority: str = "MED"
     medium: str = ""  # PAPER, CLEAR FILM, BLUE FILM …; "" = the printer's
@@ -64,6 +64,7 @@ class Film:
     label: str = ""  # Film Session Label
     annotations: list[str] = field(default_factory=list)  # lines printed on the film
     images: list[ImageBox] = field(default_factory=list)
+    group: str = ""  # whose films these are: one film session (or file) per group
 
     @property
     def color(self) -> bool:

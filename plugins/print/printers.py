@@ -3,6 +3,7 @@ the device behind each, and each one's state in DICOM's terms."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +105,23 @@ def page_printer(box: Box, printer: PrinterSection) -> PagePrinter:
     return FilePrinter(folder, printer.format, name=printer.name)
 
 
-def printer_state(box: Box, printer: PrinterSection) -> PrinterState:
-    """Ask the printer how it is (a DICOM printer over the network: N-GET Printer)."""
+_known: dict[str, tuple[float, PrinterState]] = {}  # printer name -> (when asked, answer)
+
+
+def printer_state(box: Box, printer: PrinterSection, max_age_s: float = 0.0) -> PrinterState:
+    """Ask the printer how it is (a DICOM printer over the network: N-GET Printer), or
+    take its answer of less than ``max_age_s`` ago: a film printer that takes one
+    association at a time is not asked again for every modality's N-GET."""
+    now = time.monotonic()
+    asked = _known.get(printer.name)
+    if asked is not None and now - asked[0] < max_age_s:
+        return asked[1]
+    state = _ask(box, printer)
+    _known[printer.name] = (now, state)
+    return state
+
+
+def _ask(box: Box, printer: PrinterSection) -> PrinterState:
     if printer.driver == "dicom":
         from dicombox.plugins.print.scu import PrintError, query_printer
 

@@ -15,6 +15,7 @@ printer and ``page_image_box`` for film printers that take one page image per sh
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import unicodedata
 from fractions import Fraction
@@ -556,3 +557,48 @@ def page_image_box(film: Film, dpi: int, bits: int = 8) -> ImageBox:
         return ImageBox(position=1, pixels=sheet, bits=8)
     pixels = sheet if bits == 8 else _quantise(sheet / 255.0, bits)
     return ImageBox(position=1, pixels=pixels, bits=bits)
+
+
+# --- making a film's boxes alike, and labelling one ------------------------------------
+
+
+def as_color(box: ImageBox) -> ImageBox:
+    """``box`` as RGB (a grey one replicated into three channels, 8 bits)."""
+    if box.color:
+        return box
+    grey = _eight_bit(box)
+    return dataclasses.replace(box, pixels=np.repeat(grey[..., None], 3, axis=2), bits=8)
+
+
+def as_grey(box: ImageBox, bits: int) -> ImageBox:
+    """``box`` as grey of ``bits`` (colour by its luminance, ITU-R BT.601)."""
+    if not box.color:
+        return box
+    rgb = box.pixels.astype(np.float64)
+    luminance = rgb @ np.array([0.299, 0.587, 0.114])
+    top = 2**bits - 1
+    values = np.rint(luminance * (top / 255.0)).astype(np.uint16 if bits > 8 else np.uint8)
+    return dataclasses.replace(box, pixels=values, bits=bits)
+
+
+def label_pixels(box: ImageBox, lines: list[str]) -> np.ndarray:
+    """``box``'s pixels with ``lines`` written in its top left corner, light text on a
+    dark band, as modalities burn patient data into the images they film."""
+    pixels = box.pixels.copy()
+    font = ImageFont.load_default()
+    step = _line_height(font)
+    texts = [_printable(line) for line in lines if line.strip()]
+    if not texts:
+        return pixels
+    width = min(pixels.shape[1], max(int(font.getlength(t)) for t in texts) + 4)
+    height = min(pixels.shape[0], step * len(texts) + 2)
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for number, text in enumerate(texts):
+        draw.text((2, 1 + number * step), text, fill=255, font=font)
+    ink = np.asarray(canvas) > 127
+    top = 255 if box.color or box.bits <= 8 else 2**box.bits - 1
+    band = pixels[:height, :width]
+    band[...] = 0
+    band[ink] = top
+    return pixels

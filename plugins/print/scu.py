@@ -37,11 +37,14 @@ PRINT_ACTION = 1  # Action Type ID of "print" (PS3.4 H.4.1.2.4, H.4.2.2.4)
 
 class PrintError(Exception):
     """The job cannot go on now. ``permanent``: trying again will not help (a value
-    the printer refuses); else the job is retried (printer busy, down, out of film)."""
+    the printer refuses). ``stopped``: the printer needs an operator (out of film,
+    jammed, offline) and its queue waits without using up retries. Else the job is
+    retried (busy, a lost association)."""
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
+    def __init__(self, message: str, permanent: bool = False, stopped: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.stopped = stopped
 
 
 @dataclass
@@ -102,15 +105,23 @@ class PrintSession:
             name=str(attrs.get("PrinterName", "") or ""),
         )
 
-    def create(self, what: str, sop_class: str, ds: Dataset) -> tuple[str, Dataset]:
+    def create(
+        self, what: str, sop_class: str, ds: Dataset, on_meta: bool = True
+    ) -> tuple[str, Dataset]:
+        """N-CREATE; ``on_meta``: on the Print Management Meta context (a Presentation
+        LUT is a SOP class of its own, negotiated on its own context)."""
         # The SCU names the instance (PS3.4 H.4.1.2.1.1 allows it): pynetdicom does not
         # hand back the Affected SOP Instance UID a printer would assign.
         uid = str(generate_uid())
+        meta = self.meta if on_meta else None
         status, created = self.assoc.send_n_create(
-            ds, sop_class, uid, msg_id=self._next_id(), meta_uid=self.meta
+            ds, sop_class, uid, msg_id=self._next_id(), meta_uid=meta
         )
         self.check(f"N-CREATE {what}", status)
         return uid, created or Dataset()
+
+    def accepted(self, sop_class: str) -> bool:
+        return any(cx.abstract_syntax == sop_class for cx in self.assoc.accepted_contexts)
 
     def set(self, what: str, sop_class: str, uid: str, ds: Dataset) -> None:
         status, _ = self.assoc.send_n_set(
@@ -211,20 +222,19 @@ def image_box_request(box: ImageBox) -> Dataset:
 
 
 def check_films(films: list[Film], capabilities: v.Capabilities) -> None:
-    """Refuse before connecting what the printer's template says it cannot do."""
-    problems: list[str] = []
+    """Refuse before connecting what the printer's template says it cannot do. Warnings
+    (a density outside the printer's range) go: the printer uses its own value."""
+    problems: list[v.Problem] = []
     for film in films:
-        problems += [p.message for p in v.check_film_session(film_session_request(film))]
-        problems += [
-            p.message for p in v.check_film_box(film_box_request(film, "1.2.3"), capabilities)
-        ]
+        problems += v.check_film_session(film_session_request(film), capabilities)
+        problems += v.check_film_box(film_box_request(film, "1.2.3"), capabilities)
         positions = v.positions(film.display_format)
         for box in film.images:
             ds = image_box_request(box)
-            problems += [p.message for p in v.check_image_box(ds, box.color, positions)]
-    if problems:
-        unique = list(dict.fromkeys(problems))
-        raise PrintError("; ".join(unique[:5]), permanent=True)
+            problems += v.check_image_box(ds, box.color, positions, capabilities=capabilities)
+    refusals = list(dict.fromkeys(p.message for p in problems if not p.is_warning))
+    if refusals:
+        raise PrintError("; ".join(refusals[:5]), permanent=True)
 
 
 def open_print_association(
@@ -249,18 +259,18 @@ def open_print_association(
     return assoc
 
 
-def _event_handler(report: PrintReport) -> Callable[[Any], int]:
+def _event_handler(report: PrintReport) -> Callable[[Any], tuple[int, None]]:
     """Printer and print job N-EVENT-REPORTs: logged and kept for the job's report
     (seed 000 ignores them; the operator is better told)."""
 
-    def handle(event: Any) -> int:
+    def handle(event: Any) -> tuple[int, None]:
         info = event.event_information or Dataset()
         text = f"event {event.request.EventTypeID}"
         if "PrinterStatusInfo" in info:
             text += f": {info.PrinterStatusInfo}"
         log.info("printer reports %s", text)
         report.events.append(text)
-        return 0x0000
+        return 0x0000, None  # pynetdicom: (status, event reply)
 
     return handle
 
@@ -272,8 +282,10 @@ def print_films(
     capabilities: v.Capabilities,
     warning_policy: str = "continue",
     progress: Callable[[str], None] = lambda text: None,
+    printed: Callable[[int], None] = lambda number: None,
 ) -> PrintReport:
-    """Print ``films`` (one session: the first film's copies, medium …) on ``remote``."""
+    """Print ``films`` (one session: the first film's copies, medium …) on ``remote``;
+    ``printed(n)`` is called once film ``n`` (1-based) has been printed."""
     if not films:
         raise PrintError("nothing to print", permanent=True)
     check_films(films, capabilities)
@@ -291,14 +303,17 @@ def print_films(
             "Film Session", v.BASIC_FILM_SESSION, film_session_request(films[0])
         )
         lut_uid = ""
-        if with_lut:
+        if with_lut and session.accepted(v.PRESENTATION_LUT):
             lut = Dataset()
             lut.PresentationLUTShape = lut_shape
-            lut_uid, _ = session.create("Presentation LUT", v.PRESENTATION_LUT, lut)
+            lut_uid, _ = session.create("Presentation LUT", v.PRESENTATION_LUT, lut, on_meta=False)
+        elif with_lut:
+            report.warnings.append(f"the printer has no Presentation LUT: {lut_shape} not sent")
         for number, film in enumerate(films, start=1):
             progress(f"film {number}/{len(films)}: sending")
             _print_one(session, film, session_uid, lut_uid)
             report.films += 1
+            printed(number)
         session.delete("Film Session", v.BASIC_FILM_SESSION, session_uid)
         assoc.release()
     except (RuntimeError, ValueError) as exc:  # pynetdicom: the association broke, a refusal
@@ -311,8 +326,8 @@ def print_films(
 
 def _judge_printer(state: PrinterState, warning_policy: str, report: PrintReport) -> None:
     condition = state.condition
-    if state.status == "FAILURE":
-        raise PrintError(f"the printer is not ready: {condition.text}")
+    if state.status == "FAILURE" or condition.stops_queue:
+        raise PrintError(f"the printer is not ready: {condition.text}", stopped=True)
     if state.status == "WARNING":
         if warning_policy == "fail":  # seed 000: a WARNING is a FAILURE
             raise PrintError(f'the printer warns: {condition.text} (warning = "fail")')

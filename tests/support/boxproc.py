@@ -68,12 +68,13 @@ class RunningBox:
 
     def wait_job(self, kind: str, state: str = "", error: str = "", timeout: float = 60) -> dict:
         """The newest job of ``kind`` once it is in ``state``, or once its last error
-        says ``error``."""
+        (or, for a job waiting on a device, its progress) says ``error``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             jobs = self.jobs(kind)
             if jobs and (
-                (state and jobs[0]["state"] == state) or (error and error in jobs[0]["last_error"])
+                (state and jobs[0]["state"] == state)
+                or (error and error in jobs[0]["last_error"] + jobs[0]["progress"])
             ):
                 return jobs[0]
             time.sleep(0.3)
