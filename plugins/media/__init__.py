@@ -110,3 +110,76 @@ def dicombox_conformance(box: Box) -> list[dict[str, Any]]:
             "notes": "application profiles; IHE PDI",
         }
     ]
+
+
+# The front panel: the burner's state, and burning or ejecting at the press of a key.
+# (Imported here, with the hooks that need them, to keep this part of the module whole.)
+import time  # noqa: E402
+
+from dicombox.core.hookspecs import PanelAction, PanelScreen  # noqa: E402
+from dicombox.core.jobs import RUNNING, Job  # noqa: E402
+from dicombox.hal.burner import BurnerError  # noqa: E402
+from dicombox.plugins.media.burn import burner_for  # noqa: E402
+
+PANEL_MEDIA_S = 10.0  # a real drive spins up when asked: not at every refresh
+
+
+@hookimpl
+def dicombox_panel_screens(box: Box) -> list[PanelScreen]:
+    asked: list[tuple[float, list[str]]] = []
+
+    def render(columns: int, rows: int) -> list[str]:
+        job = _running_burn(box)
+        if job is not None:
+            return ["Burner", f"burn job {job.id}", job.progress or "starting"]
+        if not asked or time.monotonic() - asked[0][0] > PANEL_MEDIA_S:
+            asked[:] = [(time.monotonic(), burner_lines(box))]
+        return asked[0][1]
+
+    return [PanelScreen("burner", render, order=60)]
+
+
+@hookimpl
+def dicombox_panel_actions(box: Box) -> list[PanelAction]:
+    return [
+        PanelAction("Burn last study", lambda: burn_last_study(box), order=10),
+        PanelAction("Eject disc", lambda: eject_disc(box), order=30),
+    ]
+
+
+def _running_burn(box: Box) -> Job | None:
+    return next((j for j in box.jobs.list(states=(RUNNING,), limit=50) if j.kind == BURN), None)
+
+
+def burner_lines(box: Box) -> list[str]:
+    """The drive's state for the panel. Not asked while a burn runs (a query in the
+    middle of a burn can spoil the disc): the job's progress is shown then."""
+    try:
+        media = burner_for(box, _settings(box)).media()
+    except BurnerError as exc:
+        return ["Burner", str(exc)]
+    if not media.present:
+        return ["Burner", "no disc"]
+    state = f"blank {media.kind}" if media.blank else f"{media.kind} not blank"
+    return ["Burner", state, f"{media.capacity_bytes >> 20} MB free"]
+
+
+def burn_last_study(box: Box) -> str:
+    """Queue a burn of the study that received an image last."""
+    studies = box.index.studies()
+    if not studies:
+        return "no study stored"
+    study = studies[0]
+    job = queue_burn(box, _settings(box), [study["study_instance_uid"]])
+    patient = str(study.get("patient_name") or "").replace("^", " ").strip()
+    return f"burn job {job} queued {patient}".strip()
+
+
+def eject_disc(box: Box) -> str:
+    if _running_burn(box) is not None:
+        return "burning: eject when the job is done"
+    try:
+        burner_for(box, _settings(box)).eject()
+    except BurnerError as exc:
+        return f"eject failed: {exc}"
+    return "disc ejected"
