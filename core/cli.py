@@ -6,12 +6,15 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from dicombox.core import __version__
+from dicombox.core import __version__, plugin_env
 from dicombox.core.box import Box, load_plugins_and_config, open_box
 from dicombox.core.config import ConfigError
 from dicombox.core.jobs import FAILED, QUEUED, RUNNING
@@ -145,22 +148,157 @@ def cmd_reindex(box: Box, args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(box: Box, args: argparse.Namespace) -> int:
+    """``dicombox plugins``: each plugin, its version, state and where it comes from."""
+    if args.json:
+        print(json.dumps([dataclasses.asdict(i) for i in box.plugin_infos], indent=1))
+        return 0
     print(
         format_table(
             [
                 [
                     i.name,
                     i.version or "-",
-                    "enabled" if i.enabled else "disabled",
+                    "failed" if i.error else "enabled" if i.enabled else "disabled",
+                    i.source,
                     i.distribution,
                     i.error or i.module,
                 ]
                 for i in box.plugin_infos
             ],
-            ["PLUGIN", "VERSION", "STATE", "DISTRIBUTION", "MODULE / ERROR"],
+            ["PLUGIN", "VERSION", "STATE", "SOURCE", "DISTRIBUTION", "MODULE / ERROR"],
         )
     )
+    store = plugin_env.EnvStore(box.data_dir)
+    if store.current() is not None:
+        print(f"plugin environment: {plugin_env.label(store.current())}")
+        print(f"rollback goes to: {plugin_env.label(store.previous())}")
     return 0
+
+
+def _update_site(box: Box, args: argparse.Namespace) -> plugin_env.Site:
+    return plugin_env.Site(box.config, args.config)
+
+
+def _refused(verb: str, exc: plugin_env.UpdateRefused) -> int:
+    print(f"dicombox plugins {verb}: refused: {exc.reason}")
+    if exc.outcome:
+        print(exc.outcome)
+    return 1
+
+
+def cmd_plugins_install(box: Box, args: argparse.Namespace) -> int:
+    """``dicombox plugins install BUNDLE``: verify, install, try, switch, restart."""
+    try:
+        plugin_env.install(_update_site(box, args), Path(args.bundle), print)
+    except plugin_env.UpdateRefused as exc:
+        return _refused("install", exc)
+    except plugin_env.EnvError as exc:  # another install holds the lock
+        print(f"dicombox plugins install: {exc}")
+        return 1
+    return 0
+
+
+def cmd_plugins_rollback(box: Box, args: argparse.Namespace) -> int:
+    """``dicombox plugins rollback``: back to the previous plugin environment."""
+    try:
+        plugin_env.rollback(_update_site(box, args), print)
+    except plugin_env.UpdateRefused as exc:
+        return _refused("rollback", exc)
+    except plugin_env.EnvError as exc:
+        print(f"dicombox plugins rollback: {exc}")
+        return 1
+    return 0
+
+
+def cmd_plugins_verify(box: Box, args: argparse.Namespace) -> int:
+    """``dicombox plugins verify BUNDLE``: check a bundle against the trusted keys only."""
+    from dicombox.core.bundles import BundleError, check_bundle
+
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            manifest = check_bundle(
+                Path(args.bundle), box.config.updates.trusted_keys, Path(scratch)
+            )
+        except BundleError as exc:
+            print(f"dicombox plugins verify: refused: {exc}")
+            return 1
+    plugins = ", ".join(p.name for p in manifest.plugins)
+    print(f"{args.bundle}: {manifest.label} ({manifest.created}), signature and wheels OK")
+    print(f"plugins: {plugins}; needs dicombox {manifest.min_dicombox} or later")
+    return 0
+
+
+def tool_keygen(args: argparse.Namespace) -> int:
+    """``dicombox plugins keygen KEY``: a new signing key; prints its public half."""
+    from dicombox.core.bundles import BundleError, generate_key
+
+    try:
+        public = generate_key(Path(args.key))
+    except (BundleError, OSError) as exc:
+        print(f"dicombox plugins keygen: {exc}")
+        return 1
+    print(f"private key written to {args.key}: keep it off the boxes")
+    print("public key, for the configuration of each box that trusts it:")
+    print(f'[updates]\ntrusted_keys = ["{public}"]')
+    return 0
+
+
+def tool_bundle(args: argparse.Namespace) -> int:
+    """``dicombox plugins bundle --key KEY --out BUNDLE WHEEL…``: make a signed bundle."""
+    from dicombox.core.bundles import BundleError, make_bundle
+
+    try:
+        manifest = make_bundle(
+            Path(args.key),
+            [Path(w) for w in args.wheels],
+            Path(args.out),
+            name=args.name or "",
+            version=args.bundle_version or "",
+            **({"min_dicombox": args.min_dicombox} if args.min_dicombox else {}),
+        )
+    except (BundleError, OSError) as exc:
+        print(f"dicombox plugins bundle: {exc}")
+        return 1
+    print(
+        f"{args.out}: {manifest.label}, {len(manifest.wheels)} wheel(s), plugins: "
+        f"{', '.join(p.name for p in manifest.plugins)}"
+    )
+    return 0
+
+
+def _plugins_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plugins", help="list plugins; install, roll back, sign plugin bundles")
+    p.add_argument("--json", action="store_true", help="the plugin list as JSON")
+    p.set_defaults(func=cmd_plugins)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    a = actions.add_parser(
+        "install", help="verify a signed bundle, install it, restart onto it (or refuse it)"
+    )
+    a.add_argument("bundle")
+    a.set_defaults(func=cmd_plugins_install)
+    a = actions.add_parser("rollback", help="go back to the previous plugin environment")
+    a.set_defaults(func=cmd_plugins_rollback)
+    a = actions.add_parser("verify", help="check a bundle's signature and wheels only")
+    a.add_argument("bundle")
+    a.set_defaults(func=cmd_plugins_verify)
+    a = actions.add_parser("keygen", help="make a signing key (for whoever makes bundles)")
+    a.add_argument("key", help="file to write the private key to")
+    a.set_defaults(func=None, tool=tool_keygen)
+    a = actions.add_parser("bundle", help="sign wheels into a bundle")
+    a.add_argument("--key", required=True, help="the private key file (from keygen)")
+    a.add_argument("--out", required=True, help="the bundle file to write")
+    a.add_argument("--name", help="bundle name (default: the first wheel's distribution)")
+    a.add_argument(
+        "--version",
+        dest="bundle_version",
+        metavar="VERSION",
+        help="bundle version (default: the first wheel's)",
+    )
+    a.add_argument(
+        "--min-dicombox", metavar="VERSION", help="oldest dicombox it runs on (default: this one)"
+    )
+    a.add_argument("wheels", nargs="+", metavar="WHEEL")
+    a.set_defaults(func=None, tool=tool_bundle)
 
 
 def cmd_conformance(box: Box, args: argparse.Namespace) -> int:
@@ -231,9 +369,7 @@ def build_parser(
     sub.add_parser(
         "reindex", help="index stored files the index does not know (box stopped)"
     ).set_defaults(func=cmd_reindex)
-    sub.add_parser("plugins", help="list plugins with their versions").set_defaults(
-        func=cmd_plugins
-    )
+    _plugins_parser(sub)
     p = sub.add_parser("conformance", help="print the conformance statement of the loaded plugins")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_conformance)
@@ -254,9 +390,86 @@ def _config_check(path: str) -> int:
     return 0
 
 
+def _end_children(timeout: float = 10) -> None:
+    """SIGTERM this process's children, then SIGKILL those still there after ``timeout``."""
+    mine = str(os.getpid())
+    kids: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == mine:
+                kids.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for pid in kids:
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.05)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def _serve(args: argparse.Namespace, overrides: dict[str, Any], argv: list[str]) -> int:
+    """``dicombox serve``, which SIGUSR2 restarts in place (same process id): stop as on
+    SIGTERM, then exec the same command again, which picks up the plugin environment
+    ``current`` points at now. Under systemd that is a reload, not a crash."""
+    from dicombox.core.sdnotify import notify
+    from dicombox.core.supervisor import serve
+
+    hidden: dict[str, str] = {}
+    restart = False
+
+    def on_restart(signum: int, frame: Any) -> None:
+        nonlocal restart
+        stop = signal.getsignal(signal.SIGTERM)
+        if not callable(stop):  # still starting: the installer times out and rolls back
+            return
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        # serve() says STOPPING=1 on its way out; systemd must not take that for a stop.
+        if "NOTIFY_SOCKET" in os.environ:
+            hidden["NOTIFY_SOCKET"] = os.environ.pop("NOTIFY_SOCKET")
+        restart = True
+        stop(signum, frame)
+
+    signal.signal(signal.SIGUSR2, on_restart)
+    try:
+        code = serve(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    except BaseException:
+        # A plugin that crashes the supervisor (say in its start hook, after a restart
+        # onto new plugins) must not leave network workers serving with no supervisor.
+        _end_children()
+        raise
+    if restart and code == 0:
+        os.environ.update(hidden)
+        print("dicombox: restarting in place", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "dicombox.core.cli", *argv])
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     from dicombox.core import plugins as plugin_loader
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Which plugin environment runs is decided once, here, for this process and the
+    # network workers it starts: they inherit it through the environment.
+    plugin_env.pin(plugin_env.data_dir_from_args(argv))
     pm, _ = plugin_loader.discover()  # every plugin's verbs are listed, even disabled ones'
 
     def plugin_cli(sub: argparse._SubParsersAction) -> None:
@@ -265,16 +478,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(plugin_cli).parse_args(argv)
     if args.verb == "config":
         return _config_check(args.file)
+    if getattr(args, "tool", None) is not None:  # the bundle maker's verbs need no box
+        return int(args.tool(args))
     overrides = {"data_dir": args.data_dir}
     if args.verb == "serve":
-        from dicombox.core.supervisor import serve
-
         overrides |= {"ae_title": args.ae_title, "port": args.port, "workers": args.workers}
-        try:
-            return serve(args.config, **overrides)
-        except ConfigError as exc:
-            print(f"configuration error: {exc}", file=sys.stderr)
-            return 1
+        return _serve(args, overrides, argv)
     try:
         config, pm, infos = load_plugins_and_config(args.config, **overrides)
     except ConfigError as exc:

@@ -120,13 +120,14 @@ class UpdatesSection:
     health_calling_ae: str = "DBX-HEALTH"  # our calling AE title in the health check's C-ECHO
 
     def validate(self, name: str) -> None:
-        from dicombox.core.bundles import BundleError, decode_public_key
+        if self.trusted_keys:  # only then: checking keys brings in the crypto library
+            from dicombox.core.bundles import BundleError, decode_public_key
 
-        for i, key in enumerate(self.trusted_keys):
-            try:
-                decode_public_key(key)
-            except BundleError as exc:
-                raise ConfigError(f"{name}.trusted_keys[{i}] = {key!r}: {exc}") from None
+            for i, key in enumerate(self.trusted_keys):
+                try:
+                    decode_public_key(key)
+                except BundleError as exc:
+                    raise ConfigError(f"{name}.trusted_keys[{i}] = {key!r}: {exc}") from None
         if self.health_timeout_s <= 0:
             raise ConfigError(f"{name}.health_timeout_s = {self.health_timeout_s}: expected > 0")
         if not 1 <= len(self.health_calling_ae) <= 16 or "\\" in self.health_calling_ae:
