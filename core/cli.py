@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dicombox.core import __version__, plugin_env
+from dicombox.core import __version__, plugin_env, updates
 from dicombox.core.box import Box, load_plugins_and_config, open_box
 from dicombox.core.config import ConfigError
 from dicombox.core.jobs import FAILED, QUEUED, RUNNING
@@ -175,11 +175,11 @@ def cmd_plugins(box: Box, args: argparse.Namespace) -> int:
     return 0
 
 
-def _update_site(box: Box, args: argparse.Namespace) -> plugin_env.Site:
-    return plugin_env.Site(box.config, args.config)
+def _update_site(box: Box, args: argparse.Namespace) -> updates.Site:
+    return updates.Site(box.config, args.config)
 
 
-def _refused(verb: str, exc: plugin_env.UpdateRefused) -> int:
+def _refused(verb: str, exc: updates.UpdateRefused) -> int:
     print(f"dicombox plugins {verb}: refused: {exc.reason}")
     if exc.outcome:
         print(exc.outcome)
@@ -189,8 +189,8 @@ def _refused(verb: str, exc: plugin_env.UpdateRefused) -> int:
 def cmd_plugins_install(box: Box, args: argparse.Namespace) -> int:
     """``dicombox plugins install BUNDLE``: verify, install, try, switch, restart."""
     try:
-        plugin_env.install(_update_site(box, args), Path(args.bundle), print)
-    except plugin_env.UpdateRefused as exc:
+        updates.install(_update_site(box, args), Path(args.bundle), print)
+    except updates.UpdateRefused as exc:
         return _refused("install", exc)
     except plugin_env.EnvError as exc:  # another install holds the lock
         print(f"dicombox plugins install: {exc}")
@@ -201,8 +201,8 @@ def cmd_plugins_install(box: Box, args: argparse.Namespace) -> int:
 def cmd_plugins_rollback(box: Box, args: argparse.Namespace) -> int:
     """``dicombox plugins rollback``: back to the previous plugin environment."""
     try:
-        plugin_env.rollback(_update_site(box, args), print)
-    except plugin_env.UpdateRefused as exc:
+        updates.rollback(_update_site(box, args), print)
+    except updates.UpdateRefused as exc:
         return _refused("rollback", exc)
     except plugin_env.EnvError as exc:
         print(f"dicombox plugins rollback: {exc}")

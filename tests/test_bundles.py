@@ -21,7 +21,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from dicombox.core.plugin_env import running
+from dicombox.core.updates import running
 from tests.support.boxproc import RunningBox, run_cli
 from tests.support.plugin_wheels import BROKEN_AT_IMPORT, BROKEN_AT_START, build_plugin
 
