@@ -31,6 +31,12 @@ AUDITED_TOPICS = {
     "mpps.completed": "mpps-completed",
     "mpps.discontinued": "mpps-discontinued",
     "job.failed": "job-failed",
+    "media.burned": "export-to-media",
+    "print.done": "print",
+    "print.failed": "print-failed",
+    "web.login": "user-login",
+    "web.login_failed": "user-login-failed",
+    "web.action": "operator-action",
 }
 
 

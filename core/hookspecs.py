@@ -91,6 +91,15 @@ def dicombox_conformance(box: Box) -> list[dict[str, Any]]:
     "uid", "role", "transfer_syntaxes", "notes"}``."""
 
 
+@hookspec(firstresult=True)
+def dicombox_render_image(box: Box, dataset: Any, frame: int) -> Any:
+    """One frame of ``dataset`` (a whole data set, pixels included) as pixels a screen
+    can show: a numpy ``uint8`` array, grey ``(rows, columns)`` or RGB ``(rows,
+    columns, 3)``, windowed as this plugin would print it. The first plugin that
+    answers is used; return None to leave it to another. The web console's thumbnails
+    and series previews come from here."""
+
+
 @hookspec
 def dicombox_start(box: Box) -> None:
     """The supervisor has started (schedules, devices). Runs once, not in workers."""

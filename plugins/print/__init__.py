@@ -103,6 +103,14 @@ def _refusals(problems: list[v.Problem]) -> list[str]:
 
 
 @hookimpl
+def dicombox_render_image(box: Box, dataset: Any, frame: int) -> Any:
+    """Thumbnails and previews windowed exactly as films are printed."""
+    from dicombox.plugins.print.render import image_box_from_dataset
+
+    return image_box_from_dataset(dataset, 1, frame=frame, bits=8).pixels
+
+
+@hookimpl
 def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
     return {PRINT: lambda job, progress: run_print(box, job, progress)}
 

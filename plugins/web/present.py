@@ -1,0 +1,144 @@
+"""How the console shows the core's things: a job with its percentage, the configuration
+with its secrets masked, the audit trail's last records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from dicombox.core.box import Box
+from dicombox.core.config import Config
+from dicombox.core.index import schema
+from dicombox.core.jobs import DONE, QUEUED, Job
+
+MASK = "********"
+SECRET_NAME = re.compile(r"key|password|secret|token|passphrase", re.IGNORECASE)
+
+
+def percent(job: Job) -> int | None:
+    """How far a job is, from its progress text ("burning 43%", "12/40 sent"); a done
+    job is at 100, one not started at 0; None when the text does not say."""
+    if job.state == DONE:
+        return 100
+    numbers = re.findall(r"(\d+(?:\.\d+)?)\s*%", job.progress)
+    if numbers:
+        return min(100, round(float(numbers[-1])))
+    fraction = re.findall(r"(\d+)\s*/\s*(\d+)", job.progress)
+    if fraction and int(fraction[-1][1]):
+        return min(100, round(100 * int(fraction[-1][0]) / int(fraction[-1][1])))
+    return 0 if job.state == QUEUED else None
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """A job as the API and the pages show it (its payload's label, not the payload)."""
+    payload = job.payload
+    label = payload.get("label") or payload.get("group") or ""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "queue": job.queue,
+        "state": job.state,
+        "what": str(label),
+        "items": len(payload.get("items") or []),
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "progress": job.progress,
+        "percent": percent(job),
+        "last_error": job.last_error,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "next_run_at": job.next_run_at,
+        "can_cancel": job.state == QUEUED,
+        "can_retry": job.state in ("failed", "cancelled"),
+    }
+
+
+def job_views(box: Box, jobs: list[Job]) -> list[dict[str, Any]]:
+    """Jobs as ``job_view`` shows them, their studies named."""
+    return name_studies(box, [job_view(j) for j in jobs])
+
+
+def name_studies(box: Box, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Jobs' labels with each Study Instance UID in them replaced by its patient's name
+    and study date ("burner 1.2.3…" -> "DOE^JANE 2026-11-23"): what an operator knows."""
+    tokens = {t for v in views for t in v["what"].split() if _looks_like_uid(t)}
+    if not tokens:
+        return views
+    st, p = schema.studies, schema.patients
+    with box.index.engine.connect() as conn:
+        rows = conn.execute(
+            select(st.c.study_instance_uid, p.c.patient_name, st.c.study_date)
+            .select_from(st.join(p, st.c.patient_pk == p.c.id))
+            .where(st.c.study_instance_uid.in_(tokens))
+        ).all()
+    names = {r.study_instance_uid: f"{_name(r.patient_name)} {_date(r.study_date)}" for r in rows}
+    for view in views:
+        words = [names.get(t, t) for t in view["what"].split()]
+        view["what"] = " ".join(words).strip()
+    return views
+
+
+def _looks_like_uid(text: str) -> bool:
+    return len(text) > 8 and text.count(".") >= 2 and text.replace(".", "").isdigit()
+
+
+def _name(text: str | None) -> str:
+    return " ".join(str(text or "?").split("=")[0].replace("^", " ").split())
+
+
+def _date(text: str) -> str:
+    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 else text
+
+
+def masked(value: Any, name: str = "") -> Any:
+    """``value`` with every entry whose name says key, password, secret or token
+    replaced by a mask (kept empty when it is empty: "not set" is worth seeing)."""
+    if name and SECRET_NAME.search(name) and value not in ("", None, [], {}):
+        return MASK  # a list of keys too: not even how many there are
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def config_view(config: Config) -> dict[str, Any]:
+    """The effective configuration, section by section, secrets masked."""
+    core = {
+        f.name: masked(getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if f.name not in ("extra", "source")
+    }
+    return {"source": config.source, "sections": {**core, **masked(config.extra)}}
+
+
+def audit_records(path: Path, limit: int = 200, event: str = "") -> list[dict[str, Any]]:
+    """The newest ``limit`` audit records (newest first), of one ``event`` kind if given.
+    Only the file's tail is read: the trail grows for as long as the box runs."""
+    if not path.exists():
+        return []
+    wanted: deque[dict[str, Any]] = deque(maxlen=limit)
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - (4 << 20)))  # the last 4 MB hold thousands of records
+        lines = handle.read().splitlines()
+    if size > 4 << 20:
+        lines = lines[1:]  # the first may be cut in the middle
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not event or record.get("event") == event:
+            wanted.append(record)
+    return list(reversed(wanted))
