@@ -37,3 +37,23 @@ bench: $(STAMP) peers
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The appliance image (image/README.md): a separate step, never part of `make test`.
+# Building needs root (debootstrap, chroot, file ownership) and the Debian archive.
+.PHONY: image image-test
+image: $(STAMP)
+	@if ! command -v debootstrap >/dev/null || ! command -v sfdisk >/dev/null || ! command -v mkfs.fat >/dev/null || ! command -v mcopy >/dev/null || ! command -v syslinux >/dev/null || [ ! -f /usr/lib/syslinux/mbr/gptmbr.bin ]; then \
+		echo "installing image tools: debootstrap fdisk dosfstools mtools syslinux"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends debootstrap debian-archive-keyring fdisk dosfstools mtools e2fsprogs syslinux syslinux-common; \
+	fi
+	$(SUDO) env PYTHON=$(abspath $(BIN))/python image/build.sh
+
+# Boots image/build/dicombox.img (building it first when there is none) under QEMU and
+# C-ECHOes the box; ARGS go to image/boot_test.py (e.g. ARGS="--firmware bios").
+image-test: $(STAMP)
+	@if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null || [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ]; then \
+		echo "installing QEMU: qemu-system-x86 qemu-utils ovmf"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends qemu-system-x86 qemu-utils ovmf; \
+	fi
+	@[ -f image/build/dicombox.img ] || $(MAKE) image
+	$(BIN)/python image/boot_test.py $(ARGS)
