@@ -4,7 +4,7 @@ PYTHON  ?= python3
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 # Debian packages providing the real peers the tests talk to.
-PEER_PACKAGES = dcmtk dicom3tools xorriso orthanc
+PEER_PACKAGES = dcmtk dicom3tools xorriso orthanc chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint peers bench clean
@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/dicombox serve $(ARGS)
 
 peers:
-	@if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v xorriso >/dev/null || [ ! -x /usr/sbin/Orthanc ]; then \
+	@if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v xorriso >/dev/null || [ ! -x /usr/sbin/Orthanc ] || ! command -v chromium >/dev/null; then \
 		echo "installing peers: $(PEER_PACKAGES)"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(PEER_PACKAGES); \
 	fi
@@ -36,7 +36,7 @@ bench: $(STAMP) peers
 	$(BIN)/python -m bench.ingest $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info image/build
 
 # The appliance image (image/README.md): a separate step, never part of `make test`.
 # Building needs root (debootstrap, chroot, file ownership) and the Debian archive.
