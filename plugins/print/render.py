@@ -34,6 +34,7 @@ from pydicom.pixels import (
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicombox.plugins.print.film import Film, ImageBox
+from dicombox.plugins.print.vocabulary import parse_display_format
 
 Cell = tuple[float, float, float, float]  # x, y, width, height as fractions of the area
 PixelBox = tuple[int, int, int, int]  # left, top, right, bottom in sheet pixels
@@ -268,12 +269,12 @@ def display_format_cells(display_format: str) -> list[Cell]:
     n2, … equal columns; COL\\n1,n2,… columns of equal width with n1, n2, … equal rows.
     Positions are numbered by their top edge, then their left edge, so in COL\\2,1 the
     right column's single box (top edge 0) is position 2 and the lower left one is 3."""
-    kind, _, numbers = display_format.strip().upper().partition("\\")
-    counts = _format_counts(display_format, numbers)
+    parsed = parse_display_format(display_format.strip().upper())
+    kind, counts = parsed.kind, list(parsed.counts)
+    if max(counts) > MAX_BOXES_PER_LINE or len(counts) > MAX_BOXES_PER_LINE:
+        raise ValueError(f"{display_format!r}: more than {MAX_BOXES_PER_LINE} boxes in a line")
     cells: list[tuple[Fraction, Fraction, Fraction, Fraction]]
     if kind == "STANDARD":
-        if len(counts) != 2:
-            raise ValueError(f"{display_format!r}: STANDARD takes columns,rows")
         columns, rows = counts
         cells = [
             (Fraction(c, columns), Fraction(r, rows), Fraction(1, columns), Fraction(1, rows))
@@ -302,21 +303,6 @@ def display_format_cells(display_format: str) -> list[Cell]:
     # exact fractions, so boxes on one line sort together however they were cut
     cells.sort(key=lambda cell: (cell[1], cell[0]))
     return [(float(x), float(y), float(w), float(h)) for x, y, w, h in cells]
-
-
-def _format_counts(display_format: str, numbers: str) -> list[int]:
-    """The comma-separated box counts of a display format, each 1..MAX_BOXES_PER_LINE."""
-    parts = [part.strip() for part in numbers.split(",")] if numbers.strip() else []
-    if not parts or not all(part.isdigit() for part in parts):
-        raise ValueError(f"{display_format!r}: expected positive whole numbers after '\\'")
-    counts = [int(part) for part in parts]
-    if not all(1 <= count <= MAX_BOXES_PER_LINE for count in counts):
-        raise ValueError(
-            f"{display_format!r}: box counts must be 1..{MAX_BOXES_PER_LINE}, got {counts}"
-        )
-    if len(counts) > MAX_BOXES_PER_LINE:
-        raise ValueError(f"{display_format!r}: more than {MAX_BOXES_PER_LINE} rows or columns")
-    return counts
 
 
 def film_size_mm(film_size: str) -> tuple[float, float]:

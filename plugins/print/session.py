@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from dicombox.plugins.print.film import Film, ImageBox
+from dicombox.plugins.print.vocabulary import parse_display_format
 
 # Status codes: PS3.7 Annex C for the general ones, PS3.4 H.4 for the print ones. The
 # warnings 0x0107 and 0x0116 are never used: common print SCUs (DCMTK's among them) take
@@ -217,25 +218,20 @@ def merged(old: Dataset, new: Dataset) -> Dataset:
 
 
 def image_positions(display_format: str) -> int:
-    """How many image boxes an Image Display Format (2010,0010) lays out (PS3.3 C.13.3):
-    STANDARD\\C,R has C columns of R rows, ROW\\R1,R2… and COL\\C1,C2… one row (column)
-    per number. SLIDE, SUPERSLIDE and CUSTOM\\i depend on a conformance statement we do
-    not have, so they are refused like anything else we cannot count."""
-    kind, _, spec = display_format.strip().partition("\\")
+    """How many image boxes an Image Display Format (2010,0010) lays out, as the print
+    vocabulary parses it (PS3.3 C.13.3). SLIDE, SUPERSLIDE and CUSTOM\\i depend on a
+    conformance statement we do not have, so they are refused like anything else we
+    cannot count."""
     try:
-        numbers = [int(n) for n in spec.split(",")] if spec else []
-    except ValueError:
-        numbers = []
-    kind = kind.strip().upper()
-    count = 0
-    if kind == "STANDARD" and len(numbers) == 2:
-        count = numbers[0] * numbers[1]
-    elif kind in ("ROW", "COL") and numbers:
-        count = sum(numbers)
-    if not numbers or min(numbers) < 1 or not 0 < count <= MAX_POSITIONS:
+        count = parse_display_format(display_format).positions
+    except ValueError as exc:
+        raise Refusal(
+            INVALID_VALUE, f"Image Display Format: {exc}", [tag_of("ImageDisplayFormat")]
+        ) from None
+    if count > MAX_POSITIONS:
         raise Refusal(
             INVALID_VALUE,
-            f"Image Display Format {display_format!r} not supported",
+            f"Image Display Format {display_format!r}: more than {MAX_POSITIONS} images",
             [tag_of("ImageDisplayFormat")],
         )
     return count
