@@ -492,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     box = open_box(config, pm, infos)
     try:
         return int(args.func(box, args))
+    except BrokenPipeError:
+        # `dicombox jobs | head`: the reader has what it wanted; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         box.close()
 
