@@ -329,6 +329,57 @@ def cmd_conformance(box: Box, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tls_selftest(box: Box, args: argparse.Namespace) -> int:
+    import ssl
+
+    from dicombox.core.net import tls
+
+    net = box.config.network
+    if not (net.tls_certificate and net.tls_key):
+        print("dicombox tls selftest: set network.tls_certificate and network.tls_key first")
+        return 1
+    try:
+        result = tls.selftest(net)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        print(f"TLS self-test failed: {exc}")
+        return 1
+    print(f"protocol:    {result.protocol}")
+    print(f"cipher:      {result.cipher}")
+    print(f"subject:     {result.subject}")
+    print(f"expires:     {result.not_after} ({result.days_left} days)")
+    print(f"fingerprint: {result.fingerprint}  (SHA-256, for a peer's tls_pinned)")
+    if result.days_left < 30:
+        print(f"warning: the certificate expires in {result.days_left} days")
+    print(f"TLS port:    {net.tls_port or 'off (network.tls_port = 0)'}")
+    return 0
+
+
+def tool_tls_selfsigned(args: argparse.Namespace) -> int:
+    from dicombox.core.net.tls import write_self_signed
+
+    try:
+        cert, key = write_self_signed(Path(args.out), args.cn, args.days)
+    except OSError as exc:
+        print(f"dicombox tls selfsigned: {exc}")
+        return 1
+    print(f"wrote {cert} and {key} (self-signed, for a first test only: use the site's CA)")
+    print(f'[network]\ntls_certificate = "{cert}"\ntls_key = "{key}"')
+    return 0
+
+
+def _tls_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tls", help="DICOM TLS: check the configured certificate, make a test one")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    a = actions.add_parser("selftest", help="TLS handshake with itself over loopback")
+    a.set_defaults(func=cmd_tls_selftest)
+    a = actions.add_parser("selfsigned", help="make a self-signed certificate and key")
+    a.add_argument("--out", required=True, help="directory for box.crt and box.key")
+    a.add_argument("--cn", default="dicombox", help="the certificate's common name")
+    a.add_argument("--days", type=int, default=825)
+    a.set_defaults(func=None, tool=tool_tls_selfsigned)
+
+
 def build_parser(
     plugin_cli: Callable[[argparse._SubParsersAction], None],
 ) -> argparse.ArgumentParser:
@@ -370,6 +421,7 @@ def build_parser(
         "reindex", help="index stored files the index does not know (box stopped)"
     ).set_defaults(func=cmd_reindex)
     _plugins_parser(sub)
+    _tls_parser(sub)
     p = sub.add_parser("conformance", help="print the conformance statement of the loaded plugins")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_conformance)

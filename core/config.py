@@ -47,6 +47,13 @@ class NetworkSection:
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 30.0
     network_timeout_s: float = 30.0
+    # DICOM over TLS on a port of its own (BCP 195: TLS 1.2 or 1.3, AEAD ciphers only).
+    tls_port: int = 0  # 0 = off
+    tls_certificate: str = ""  # PEM: our certificate (chain), for both directions
+    tls_key: str = ""  # PEM: its private key
+    tls_ca: str = ""  # PEM bundle the peers' certificates are verified against
+    tls_require_client_cert: bool = False  # needs tls_ca
+    tls_pinned: list[str] = field(default_factory=list)  # SHA-256 of allowed peer certs, hex
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class RemoteSection:
     retry_delay_s: float = 30.0  # doubles on each retry
     commit: bool = False  # ask it for storage commitment after each forward
     commit_delay_s: float = 600.0  # wait before asking, so one request covers a whole study
+    tls: bool = False  # outgoing associations over TLS, with the [network] tls_* files
 
 
 @dataclass(frozen=True)
@@ -284,6 +292,7 @@ def _check_core(config: Config) -> None:
         raise ConfigError("network.max_associations must be at least 1")
     if len(config.network.implementation_version) > 16:
         raise ConfigError("network.implementation_version: at most 16 characters")
+    _check_tls(config)
     if config.storage.reserve_mb < 0:
         raise ConfigError(f"storage.reserve_mb = {config.storage.reserve_mb}: expected 0 or more")
     names = [r.name for r in config.remote]
@@ -314,6 +323,38 @@ def _check_core(config: Config) -> None:
                     f"route[{i}].forward names {target!r}, which is no [[remote]]; "
                     f"known remotes: {', '.join(names) or '(none)'}"
                 )
+
+
+def _check_tls(config: Config) -> None:
+    net = config.network
+    if not 0 <= net.tls_port <= 65535:
+        raise ConfigError(f"network.tls_port = {net.tls_port}: expected 1..65535 (0 = off)")
+    if net.tls_port and net.tls_port == config.box.port:
+        raise ConfigError(f"network.tls_port = {net.tls_port}: must differ from box.port")
+    tls_remotes = [r.name for r in config.remote if r.tls]
+    if net.tls_port or tls_remotes:
+        what = "network.tls_port" if net.tls_port else f"remote {tls_remotes[0]!r}: tls = true"
+        if net.tls_port and not (net.tls_certificate and net.tls_key):
+            raise ConfigError(f"{what} needs network.tls_certificate and network.tls_key")
+    for key in ("tls_certificate", "tls_key", "tls_ca"):
+        value = getattr(net, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"network.{key} = {value!r}: no such file")
+    if bool(net.tls_certificate) != bool(net.tls_key):
+        raise ConfigError("network.tls_certificate and network.tls_key go together: give both")
+    if net.tls_require_client_cert and not net.tls_ca:
+        raise ConfigError(
+            "network.tls_require_client_cert = true needs network.tls_ca to verify clients"
+        )
+    if net.tls_pinned and net.tls_port and not net.tls_ca:
+        # Without a CA the server cannot ask for (and so cannot pin) a client certificate.
+        raise ConfigError("network.tls_pinned on the TLS port needs network.tls_ca")
+    for i, pin in enumerate(net.tls_pinned):
+        clean = pin.replace(":", "").replace(" ", "").lower()
+        if len(clean) != 64 or any(c not in "0123456789abcdef" for c in clean):
+            raise ConfigError(
+                f"network.tls_pinned[{i}] = {pin!r}: expected a SHA-256 fingerprint (64 hex)"
+            )
 
 
 def parse_config(

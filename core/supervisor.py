@@ -49,10 +49,16 @@ class WorkerPool:
     """Starts the network workers and starts a new one whenever one dies."""
 
     def __init__(
-        self, count: int, fd: int, config_path: str | None, overrides: dict[str, Any]
+        self,
+        count: int,
+        fd: int,
+        config_path: str | None,
+        overrides: dict[str, Any],
+        tls_fd: int = -1,
     ) -> None:
         self.count = count
         self.fd = fd
+        self.tls_fd = tls_fd
         self.config_path = config_path
         self.overrides = overrides
         self.procs: dict[int, subprocess.Popen] = {}
@@ -73,7 +79,11 @@ class WorkerPool:
         ]
         if self.config_path:
             cmd += ["--config", self.config_path]
-        self.procs[number] = subprocess.Popen(cmd, pass_fds=[self.fd])
+        fds = [self.fd]
+        if self.tls_fd >= 0:
+            cmd += ["--tls-fd", str(self.tls_fd)]
+            fds.append(self.tls_fd)
+        self.procs[number] = subprocess.Popen(cmd, pass_fds=fds)
 
     def start(self) -> None:
         for n in range(self.count):
@@ -109,7 +119,7 @@ class WorkerPool:
                 proc.wait()
 
 
-def _write_ready(box: Box, port: int, workers: int) -> Path:
+def _write_ready(box: Box, port: int, workers: int, tls_port: int = 0) -> Path:
     path = box.run_dir / "ready.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(
@@ -118,6 +128,7 @@ def _write_ready(box: Box, port: int, workers: int) -> Path:
                 "pid": os.getpid(),
                 "ae_title": box.config.box.ae_title,
                 "port": port,
+                "tls_port": tls_port,
                 "workers": workers,
                 "started": time.time(),
                 "config": box.config.source,
@@ -152,6 +163,11 @@ def serve(config_path: str | None, **overrides: Any) -> int:
         )
     listener = make_listener(config.box.bind, config.box.port)
     port = listener.getsockname()[1]
+    tls_listener = (
+        make_listener(config.box.bind, config.network.tls_port)
+        if (config.network.tls_port)
+        else None
+    )
     channel = EventChannelServer(box.run_dir / "events.sock", box.bus)
     channel.start()
     workers = config.box.workers or os.cpu_count() or 1
@@ -162,6 +178,7 @@ def serve(config_path: str | None, **overrides: Any) -> int:
         listener.fileno(),
         config_path,
         {k: v for k, v in overrides.items() if v is not None} | {"port": port},
+        tls_listener.fileno() if tls_listener is not None else -1,
     )
     pool.start()
     if not started.wait(WORKER_START_TIMEOUT_S):
@@ -179,12 +196,14 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    ready = _write_ready(box, port, workers)
+    tls_port = config.network.tls_port if tls_listener is not None else 0
+    ready = _write_ready(box, port, workers, tls_port)
     enabled = ", ".join(i.name for i in infos if i.enabled)
     log.info(
-        "ready: %s listening on port %d with %d network worker(s); data in %s; plugins: %s",
+        "ready: %s listening on port %d%s with %d network worker(s); data in %s; plugins: %s",
         config.box.ae_title,
         port,
+        f" and TLS port {tls_port}" if tls_port else "",
         workers,
         config.data_dir.resolve(),
         enabled,
@@ -198,6 +217,8 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     log.info("stopping: no new associations; letting those in flight finish")
     notify("STOPPING=1")
     listener.close()
+    if tls_listener is not None:
+        tls_listener.close()
     pool.stop(timeout=config.network.dimse_timeout_s * 2 + 5)
     runner.stop()
     box.hook.dicombox_stop(box=box)

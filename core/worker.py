@@ -25,6 +25,7 @@ from dicombox.core.net.policy import AssociationPolicy, AssociationSlots
 from dicombox.core.net.registry import ServiceRegistry
 from dicombox.core.net.server import AssociationServer
 from dicombox.core.net.service import Service
+from dicombox.core.net.tls import server_context
 
 log = logging.getLogger("dicombox.worker")
 
@@ -33,14 +34,26 @@ def collect_services(box: Box) -> list[Service]:
     return [service for batch in box.hook.dicombox_services(box=box) for service in batch]
 
 
-def build_server(box: Box, listener: socket.socket) -> AssociationServer:
+def build_server(
+    box: Box, listener: socket.socket, tls_listener: socket.socket | None = None
+) -> AssociationServer:
     config = box.config
     registry = ServiceRegistry(collect_services(box), config.box.ae_title)
     for title in registry.local_titles:  # build the context tables now, not on first call
         registry.acceptor_contexts(title, [])
     policy = AssociationPolicy(config, registry.local_titles | set(box.local_ae_titles()))
     slots = AssociationSlots(box.run_dir / "slots", config.network.max_associations)
-    return AssociationServer(listener, registry, policy, config.network, slots, box.bus.publish)
+    tls_context = server_context(config.network) if tls_listener is not None else None
+    return AssociationServer(
+        listener,
+        registry,
+        policy,
+        config.network,
+        slots,
+        box.bus.publish,
+        tls_listener,
+        tls_context,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config")
     parser.add_argument("--overrides", default="{}")
     parser.add_argument("--number", type=int, default=0)
+    parser.add_argument("--tls-fd", type=int, default=-1)
     args = parser.parse_args(argv)
     # Association threads block in I/O all the time; with the default 5 ms switch interval
     # a thread coming back from a recv() waits behind a busy one (the convoy effect).
@@ -62,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     box = open_box(config, pm, infos, role="worker")
     box.bus.subscribe("*", EventChannelClient(box.run_dir / "events.sock"))
     listener = socket.socket(fileno=args.fd)
-    server = build_server(box, listener)
+    tls_listener = socket.socket(fileno=args.tls_fd) if args.tls_fd >= 0 else None
+    server = build_server(box, listener, tls_listener)
 
     def _stop(signum: int, _frame: object) -> None:
         server.stop()

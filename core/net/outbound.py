@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import ssl
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -25,6 +26,7 @@ from dicombox.core.net import commands, pdu
 from dicombox.core.net.requestor import Destination
 from dicombox.core.net.sending import StoredFile, send_store_request
 from dicombox.core.net.service import AcceptedContext
+from dicombox.core.net.tls import connect_tls
 
 
 class AssociationFailed(Exception):
@@ -74,6 +76,12 @@ class RequestorAssociation:
         except OSError as exc:
             raise AssociationFailed(f"cannot reach {destination}: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if destination.tls:
+            try:
+                sock = connect_tls(sock, network, destination.host)
+            except (OSError, ssl.SSLError) as exc:
+                sock.close()
+                raise AssociationFailed(f"TLS with {destination} failed: {exc}") from None
         io = pdu.PduSocket(sock)
         try:
             io.send(_request(destination, calling_ae, proposals, network))

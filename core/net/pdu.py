@@ -8,6 +8,7 @@ and go through pynetdicom's codec.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,7 +137,8 @@ class PduSocket:
         self.sock.settimeout(0.0)
         try:
             return bool(self._rfile.peek(1))
-        except (BlockingIOError, TimeoutError):
+        except (BlockingIOError, TimeoutError, ssl.SSLWantReadError):
+            # A TLS socket says "want read" where a plain one says "would block".
             return False
         finally:
             self.sock.settimeout(previous)

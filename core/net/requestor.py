@@ -19,10 +19,16 @@ class Destination:
     host: str
     port: int
     name: str = ""  # the [[remote]] name, when it is one
+    tls: bool = False  # the [[remote]]'s tls: connect with the [network] tls_* settings
 
     def __str__(self) -> str:
         label = f"{self.name}: " if self.name else ""
         return f"{label}{self.ae_title}@{self.host}:{self.port}"
+
+
+def destination_of(remote: RemoteSection) -> Destination:
+    """A [[remote]] as a place to connect to."""
+    return Destination(remote.ae_title, remote.host, remote.port, remote.name, remote.tls)
 
 
 class UnknownDestination(ValueError):
@@ -35,7 +41,7 @@ def resolve(
     """``target`` is a [[remote]] name, or a host name used with ``port``."""
     remote = config.remote_named(target)
     if remote is not None and port is None:
-        return Destination(remote.ae_title, remote.host, remote.port, remote.name)
+        return Destination(remote.ae_title, remote.host, remote.port, remote.name, remote.tls)
     if port is None:
         known = ", ".join(r.name for r in config.remote) or "(none configured)"
         raise UnknownDestination(
@@ -71,9 +77,25 @@ def associate(
     for uid in contexts:
         ae.add_requested_context(uid)
     assoc = ae.associate(
-        remote.host, remote.port, ae_title=remote.ae_title, ext_neg=roles, evt_handlers=handlers
+        remote.host,
+        remote.port,
+        ae_title=remote.ae_title,
+        ext_neg=roles,
+        evt_handlers=handlers,
+        tls_args=tls_args_for(config.network, remote),
     )
     return assoc if assoc.is_established else None
+
+
+def tls_args_for(
+    network: NetworkSection, remote: RemoteSection | Destination
+) -> tuple[Any, str] | None:
+    """pynetdicom's ``tls_args`` (client context, server host name) for a TLS remote."""
+    if not remote.tls:
+        return None
+    from dicombox.core.net.tls import client_context
+
+    return client_context(network), remote.host
 
 
 def network_for(network: NetworkSection, remote: RemoteSection) -> NetworkSection:

@@ -11,6 +11,7 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from dicombox.core.config import NetworkSection
 from dicombox.core.net.association import AssociationAcceptor, EventSink
 from dicombox.core.net.policy import AssociationPolicy, AssociationSlots
 from dicombox.core.net.registry import ServiceRegistry
+from dicombox.core.net.tls import accept_tls
 
 log = logging.getLogger("dicombox.server")
 ACCEPT_DELAY_S = 0.002  # per association a worker already carries
@@ -53,9 +55,16 @@ class AssociationServer:
         network: NetworkSection,
         slots: AssociationSlots,
         publish: EventSink,
+        tls_listener: socket.socket | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.listener = listener
         self.listener.setblocking(False)
+        # The TLS port: same accept scheme; the handshake runs on the association's thread.
+        self.tls_listener = tls_listener
+        self.tls_context = tls_context
+        if tls_listener is not None:
+            tls_listener.setblocking(False)
         self.registry = registry
         self.policy = policy
         self.network = network
@@ -69,6 +78,8 @@ class AssociationServer:
     def serve_forever(self) -> None:
         with selectors.DefaultSelector() as sel:
             sel.register(self.listener, selectors.EVENT_READ)
+            if self.tls_listener is not None:
+                sel.register(self.tls_listener, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
             while not self._stopping:
                 for key, _ in sel.select():
@@ -79,11 +90,12 @@ class AssociationServer:
                     # processes (and so the cores) instead of queueing behind one GIL.
                     if self.active:
                         time.sleep(ACCEPT_DELAY_S * min(self.active, 4))
-                    self._accept_one()
+                    self._accept_one(key.fileobj is self.tls_listener)
 
-    def _accept_one(self) -> None:
+    def _accept_one(self, tls: bool = False) -> None:
+        listener = self.tls_listener if tls and self.tls_listener else self.listener
         try:
-            conn, address = self.listener.accept()
+            conn, address = listener.accept()
         except (BlockingIOError, InterruptedError):
             return  # another worker took it
         except OSError as exc:
@@ -93,7 +105,7 @@ class AssociationServer:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         thread = threading.Thread(
             target=self._run,
-            args=(conn, address),
+            args=(conn, address, tls),
             daemon=True,
             name=f"assoc-{address[0]}:{address[1]}",
         )
@@ -101,7 +113,15 @@ class AssociationServer:
             self._threads.add(thread)
         thread.start()
 
-    def _run(self, conn: socket.socket, address: tuple) -> None:
+    def _run(self, conn: socket.socket, address: tuple, tls: bool = False) -> None:
+        if tls:
+            assert self.tls_context is not None
+            wrapped = accept_tls(conn, address, self.tls_context, self.network)
+            if wrapped is None:
+                with self._lock:
+                    self._threads.discard(threading.current_thread())
+                return
+            conn = wrapped
         slot = self.slots.acquire()
         try:
             acceptor = AssociationAcceptor(

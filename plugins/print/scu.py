@@ -25,7 +25,7 @@ from pynetdicom import build_context, evt
 from pynetdicom.association import Association
 
 from dicombox.core.config import Config, RemoteSection
-from dicombox.core.net.requestor import network_for, requestor_ae
+from dicombox.core.net.requestor import network_for, requestor_ae, tls_args_for
 from dicombox.plugins.print import vocabulary as v
 from dicombox.plugins.print.film import Film, ImageBox
 from dicombox.plugins.print.printers import PrinterState
@@ -252,6 +252,7 @@ def open_print_association(
         contexts=contexts,
         ae_title=remote.ae_title,
         evt_handlers=handlers,
+        tls_args=tls_args_for(config.network, remote),
     )
     if not assoc.is_established:
         why = "rejected the association" if assoc.is_rejected else "cannot be reached"

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 
 from dicombox.core.box import Box
 from dicombox.core.net.outbound import AssociationFailed, Proposal, RequestorAssociation
-from dicombox.core.net.requestor import Destination
+from dicombox.core.net.requestor import destination_of
 from dicombox.core.net.sending import StoredFile, syntaxes_to_offer
 from dicombox.core.net.service import Reply, Request
 from dicombox.plugins.qr.find import (
@@ -102,7 +102,7 @@ class RetrieveSCP:
             yield refusal
             return
         remote = remotes[0]
-        destination = Destination(remote.ae_title, remote.host, remote.port, remote.name)
+        destination = destination_of(remote)
         proposals = sorted(
             {Proposal(i.sop_class_uid, syntaxes_to_offer(i.transfer_syntax_uid)) for i in items},
             key=lambda p: (p.abstract_syntax, p.transfer_syntaxes),

@@ -13,7 +13,13 @@ from pynetdicom.presentation import StoragePresentationContexts, build_role
 
 from dicombox.core.box import Box
 from dicombox.core.ingest import Arrival, Ingest
-from dicombox.core.net.requestor import Destination, UnknownDestination, requestor_ae, resolve
+from dicombox.core.net.requestor import (
+    Destination,
+    UnknownDestination,
+    requestor_ae,
+    resolve,
+    tls_args_for,
+)
 from dicombox.plugins.qr.models import PATIENT_ROOT, STUDY_ROOT, Model
 
 MODEL_BY_NAME = {"study": STUDY_ROOT, "patient": PATIENT_ROOT}
@@ -51,7 +57,12 @@ def _associate(
     for uid in contexts:
         ae.add_requested_context(uid)
     assoc = ae.associate(
-        dest.host, dest.port, ae_title=dest.ae_title, ext_neg=roles, evt_handlers=handlers
+        dest.host,
+        dest.port,
+        ae_title=dest.ae_title,
+        ext_neg=roles,
+        evt_handlers=handlers,
+        tls_args=tls_args_for(box.config.network, dest),
     )
     if not assoc.is_established:
         raise SystemExit(f"dicombox {args.verb}: could not associate with {dest}")

@@ -26,7 +26,7 @@ from dicombox.core.net.delivery import (
     deliver,
 )
 from dicombox.core.net.outbound import AssociationFailed
-from dicombox.core.net.requestor import Destination, network_for
+from dicombox.core.net.requestor import destination_of, network_for
 from dicombox.core.net.sending import StoredFile
 from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
 from dicombox.plugins.storage.split_sending import frames_instead, per_original
@@ -118,7 +118,7 @@ def send_to_remote(
     remote = box.config.remote_named(remote_name)
     if remote is None:
         raise PermanentJobError(f"no [[remote]] named {remote_name!r} any more")
-    destination = Destination(remote.ae_title, remote.host, remote.port, remote.name)
+    destination = destination_of(remote)
     try:
         with frames_instead(box, remote, items) as (sent, origin):
             try:

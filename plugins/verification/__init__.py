@@ -11,7 +11,12 @@ from pynetdicom.sop_class import Verification
 from dicombox.core import hookimpl
 from dicombox.core.box import Box
 from dicombox.core.net.commands import C_ECHO_RQ
-from dicombox.core.net.requestor import UnknownDestination, requestor_ae, resolve
+from dicombox.core.net.requestor import (
+    UnknownDestination,
+    requestor_ae,
+    resolve,
+    tls_args_for,
+)
 from dicombox.core.net.service import Reply, Request, Service, SupportedContext
 
 __version__ = "1.0.0"
@@ -56,7 +61,8 @@ def echo_command(box: Box, args: argparse.Namespace) -> int:
         return 2
     ae = requestor_ae(box.config, args.aet)
     ae.add_requested_context(Verification)
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    tls = tls_args_for(box.config.network, dest)
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls)
     if not assoc.is_established:
         why = "rejected" if assoc.is_rejected else "could not associate"
         print(f"echo {dest}: FAILED ({why})")
