@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 from dicombox.core import hookimpl
 from dicombox.core.box import Box
 from dicombox.core.events import Event
-from dicombox.core.jobs import JobHandler
+from dicombox.core.hookspecs import PanelAction, PanelScreen
+from dicombox.core.jobs import RUNNING, Job, JobHandler
 from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
-from dicombox.plugins.media.burn import BURN, queue_burn, run_burn
+from dicombox.hal.burner import BurnerError
+from dicombox.plugins.media.burn import BURN, burner_for, queue_burn, run_burn
 from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import PROFILES
 from dicombox.plugins.media.importer import add_verb as add_import_verb
@@ -113,13 +116,7 @@ def dicombox_conformance(box: Box) -> list[dict[str, Any]]:
 
 
 # The front panel: the burner's state, and burning or ejecting at the press of a key.
-# (Imported here, with the hooks that need them, to keep this part of the module whole.)
-import time  # noqa: E402
 
-from dicombox.core.hookspecs import PanelAction, PanelScreen  # noqa: E402
-from dicombox.core.jobs import RUNNING, Job  # noqa: E402
-from dicombox.hal.burner import BurnerError  # noqa: E402
-from dicombox.plugins.media.burn import burner_for  # noqa: E402
 
 PANEL_MEDIA_S = 10.0  # a real drive spins up when asked: not at every refresh
 

@@ -15,11 +15,13 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dicombox.core import hookimpl
 from dicombox.core.box import Box
 from dicombox.core.events import Event
+from dicombox.core.hookspecs import PanelAction, PanelScreen
 from dicombox.core.jobs import JobHandler
 from dicombox.core.net.service import Peer, Service
 from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
@@ -250,10 +252,7 @@ def dicombox_conformance(box: Box) -> list[dict[str, Any]]:
 
 
 # The front panel: the printers' state, and printing at the press of a key.
-# (Imported here, with the hooks that need them, to keep this part of the module whole.)
-from collections.abc import Callable  # noqa: E402
 
-from dicombox.core.hookspecs import PanelAction, PanelScreen  # noqa: E402
 
 PANEL_STATE_S = 10.0  # a DICOM printer is asked over the network: not at every refresh
 
