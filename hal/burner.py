@@ -94,7 +94,7 @@ def image_size(iso: Path) -> int:
         raise BurnerError(f"no image to burn: {iso}: {exc.strerror}") from None
 
 
-def _check_fits(info: MediaInfo, size: int) -> None:
+def check_fits(info: MediaInfo, size: int) -> None:
     """Refuse before writing: a burn that cannot complete only makes a coaster."""
     if not info.present:
         raise NoMedia()
@@ -183,7 +183,7 @@ class SimulatedBurner:
     ) -> None:
         size = image_size(iso)
         info = self.media()
-        _check_fits(info, size)
+        check_fits(info, size)
         if not info.blank:
             raise BurnerError("the simulator burns one session per disc: insert a blank disc")
         disc = self.folder / f"disc-{self._number}-{_file_label(label)}.iso"
@@ -361,7 +361,7 @@ class XorrisoBurner:
         """Burn ``iso``; ``label`` is not used, the volume id is inside the image."""
         size = image_size(iso)
         info = self.media()
-        _check_fits(info, size)
+        check_fits(info, size)
         code, lines, reached = self._burn(self._burn_args(iso, finalize, speed), progress)
         if code == 0:
             if reached < 1.0:

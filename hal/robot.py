@@ -33,10 +33,10 @@ from dicombox.hal.burner import (
     CHUNK,
     BurnerError,
     BurnProgress,
-    DiscTooSmall,
     DriveGone,
     MediaInfo,
     NoMedia,
+    check_fits,
     image_size,
 )
 
@@ -258,9 +258,7 @@ class HotFolderRobot:
     ) -> None:
         """Hand the image to the robot and wait until it has burned (and printed) it."""
         size = image_size(iso)
-        self._check_folder()
-        if size > self.capacity_bytes:
-            raise DiscTooSmall(size, self.capacity_bytes)
+        check_fits(self.media(), size)  # checks the hot folder is there, too
         self._last = None
         job_id = _new_job_id()
         image = self.hot_folder / f"{job_id}.iso"
