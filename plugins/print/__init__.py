@@ -270,7 +270,6 @@ def dicombox_panel_actions(box: Box) -> list[PanelAction]:
 def printer_lines(box: Box) -> Callable[[int, int], list[str]]:
     """A renderer of each printer's name and condition (its 20-character LCD text),
     asking each printer at most every ``PANEL_STATE_S``."""
-    asked: dict[str, tuple[float, str]] = {}
 
     def render(columns: int, rows: int) -> list[str]:
         # A printer busy with a job is not asked: many film printers take one
@@ -278,12 +277,10 @@ def printer_lines(box: Box) -> Callable[[int, int], list[str]]:
         busy = {j.queue for j in box.jobs.list(states=("running",), limit=50)}
         lines = []
         for printer in configured_printers(box):
-            when, lcd = asked.get(printer.name, (0.0, ""))
             if f"printer:{printer.name}" in busy:
                 lcd = "printing"
-            elif printer.name not in asked or time.monotonic() - when > PANEL_STATE_S:
-                lcd = printer_state(box, printer).condition.lcd
-                asked[printer.name] = (time.monotonic(), lcd)
+            else:
+                lcd = printer_state(box, printer, max_age_s=PANEL_STATE_S).condition.lcd
             lines += [f"Printer {printer.name}", lcd]
         return lines[:rows]
 
