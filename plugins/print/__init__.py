@@ -166,7 +166,7 @@ def dicombox_start(box: Box) -> None:
 def dicombox_status(box: Box) -> list[str]:
     lines = []
     for printer in configured_printers(box):
-        condition = printer_state(box, printer).condition
+        condition = printer_state(box, printer)
         lines.append(f"printer {printer.name} ({printer.driver}): {_state_text(condition)}")
     return lines
 
@@ -213,7 +213,7 @@ def print_command(box: Box, args: argparse.Namespace) -> int:
 def printers_command(box: Box, args: argparse.Namespace) -> int:
     for printer in configured_printers(box):
         target = printer.remote or printer.queue or printer.folder or "(data folder)"
-        condition = printer_state(box, printer).condition
+        condition = printer_state(box, printer)
         print(f"{printer.name:<12} {printer.driver:<6} {target:<24} {_state_text(condition)}")
     return 0
 
@@ -280,7 +280,7 @@ def printer_lines(box: Box) -> Callable[[int, int], list[str]]:
             if f"printer:{printer.name}" in busy:
                 lcd = "printing"
             else:
-                lcd = printer_state(box, printer, max_age_s=PANEL_STATE_S).condition.lcd
+                lcd = printer_state(box, printer, max_age_s=PANEL_STATE_S).lcd
             lines += [f"Printer {printer.name}", lcd]
         return lines[:rows]
 

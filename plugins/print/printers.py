@@ -4,7 +4,6 @@ the device behind each, and each one's state in DICOM's terms."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from dicombox.core.box import Box
@@ -22,17 +21,6 @@ BUILT_IN = PrinterSection(name="pdf", driver="file")
 
 class UnknownPrinter(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class PrinterState:
-    status: str  # NORMAL | WARNING | FAILURE
-    info: str  # Printer Status Info
-    name: str = ""
-
-    @property
-    def condition(self) -> v.PrinterCondition:
-        return v.describe_printer(self.status, self.info)
 
 
 def _listed(value: object) -> list:
@@ -105,10 +93,10 @@ def page_printer(box: Box, printer: PrinterSection) -> PagePrinter:
     return FilePrinter(folder, printer.format, name=printer.name)
 
 
-_known: dict[str, tuple[float, PrinterState]] = {}  # printer name -> (when asked, answer)
+_known: dict[str, tuple[float, v.PrinterCondition]] = {}  # printer name -> (when asked, answer)
 
 
-def printer_state(box: Box, printer: PrinterSection, max_age_s: float = 0.0) -> PrinterState:
+def printer_state(box: Box, printer: PrinterSection, max_age_s: float = 0.0) -> v.PrinterCondition:
     """Ask the printer how it is (a DICOM printer over the network: N-GET Printer), or
     take its answer of less than ``max_age_s`` ago: a film printer that takes one
     association at a time is not asked again for every modality's N-GET."""
@@ -121,20 +109,19 @@ def printer_state(box: Box, printer: PrinterSection, max_age_s: float = 0.0) -> 
     return state
 
 
-def _ask(box: Box, printer: PrinterSection) -> PrinterState:
+def _ask(box: Box, printer: PrinterSection) -> v.PrinterCondition:
     if printer.driver == "dicom":
         from dicombox.plugins.print.scu import PrintError, query_printer
 
         remote = box.config.remote_named(printer.remote)
         if remote is None:
-            return PrinterState("FAILURE", "ELEC CONFIG ERR", printer.name)
+            return v.describe_printer("FAILURE", "ELEC CONFIG ERR")
         try:
-            state = query_printer(box.config, remote)
+            return query_printer(box.config, remote)
         except PrintError:
-            return PrinterState("FAILURE", "PRINTER OFFLINE", printer.name)
-        return PrinterState(state.status, state.info, state.name or printer.name)
+            return v.describe_printer("FAILURE", "PRINTER OFFLINE")
     try:
         state = page_printer(box, printer).status()
     except (PrinterError, OSError):
-        return PrinterState("FAILURE", "PRINTER DOWN", printer.name)
-    return PrinterState(state.status, state.info, state.name)
+        return v.describe_printer("FAILURE", "PRINTER DOWN")
+    return v.describe_printer(state.status, state.info)

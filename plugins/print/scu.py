@@ -28,7 +28,6 @@ from dicombox.core.config import Config, RemoteSection
 from dicombox.core.net.requestor import network_for, requestor_ae, tls_args_for
 from dicombox.plugins.print import vocabulary as v
 from dicombox.plugins.print.film import Film, ImageBox
-from dicombox.plugins.print.printers import PrinterState
 
 log = logging.getLogger("dicombox.print")
 
@@ -51,7 +50,7 @@ class PrintError(Exception):
 class PrintReport:
     films: int = 0
     warnings: list[str] = field(default_factory=list)
-    printer: PrinterState | None = None
+    printer: v.PrinterCondition | None = None
     events: list[str] = field(default_factory=list)  # N-EVENT-REPORTs the printer sent
 
 
@@ -89,7 +88,7 @@ class PrintSession:
             return
         raise PrintError(text, permanent=verdict is v.Outcome.FAIL)
 
-    def printer_state(self) -> PrinterState:
+    def printer_state(self) -> v.PrinterCondition:
         status, attrs = self.assoc.send_n_get(
             [],  # all of them: printers refuse attributes they lack (0105)
             v.PRINTER,
@@ -99,10 +98,9 @@ class PrintSession:
         )
         self.check("N-GET Printer", status)
         attrs = attrs or Dataset()
-        return PrinterState(
-            status=str(attrs.get("PrinterStatus", "") or "NORMAL"),
-            info=str(attrs.get("PrinterStatusInfo", "") or "NORMAL"),
-            name=str(attrs.get("PrinterName", "") or ""),
+        return v.describe_printer(
+            str(attrs.get("PrinterStatus", "") or "NORMAL"),
+            str(attrs.get("PrinterStatusInfo", "") or "NORMAL"),
         )
 
     def create(
@@ -325,11 +323,10 @@ def print_films(
     return report
 
 
-def _judge_printer(state: PrinterState, warning_policy: str, report: PrintReport) -> None:
-    condition = state.condition
-    if state.status == "FAILURE" or condition.stops_queue:
+def _judge_printer(condition: v.PrinterCondition, warning_policy: str, report: PrintReport) -> None:
+    if condition.status == "FAILURE" or condition.stops_queue:
         raise PrintError(f"the printer is not ready: {condition.text}", stopped=True)
-    if state.status == "WARNING":
+    if condition.status == "WARNING":
         if warning_policy == "fail":  # seed 000: a WARNING is a FAILURE
             raise PrintError(f'the printer warns: {condition.text} (warning = "fail")')
         report.warnings.append(f"printer warning: {condition.text}")
@@ -356,7 +353,7 @@ def _print_one(session: PrintSession, film: Film, session_uid: str, lut_uid: str
     session.delete("Film Box", v.BASIC_FILM_BOX, box_uid)
 
 
-def query_printer(config: Config, remote: RemoteSection, color: bool = False) -> PrinterState:
+def query_printer(config: Config, remote: RemoteSection, color: bool = False) -> v.PrinterCondition:
     """The printer's status, on an association of its own (for ``dicombox status``)."""
     report = PrintReport()
     assoc = open_print_association(config, remote, color, False, report)
