@@ -13,13 +13,14 @@ dicombox/storescu (higher is better; 1.0 = as fast as DCMTK).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pydicom
 
+from bench.alternate import side_by_side
 from dicombox.core.box import load_plugins_and_config, open_box
 from dicombox.plugins.storage.forward import send_to_remote, stored_files
 from tests.support.boxproc import RunningBox
@@ -64,6 +65,21 @@ def time_storescu(files: list[Path], port: int) -> float:
     return elapsed
 
 
+def with_fresh_storescp(
+    who: str, work: Path, files: list[Path], port: int, label: str, n: int
+) -> float:
+    """One timed send by ``who`` (the box or storescu) to a storescp of its own, writing
+    to an empty folder, so neither sender profits from the other's files."""
+    peer = start_storescp(work / f"out-{port}-{n}-{who}", port, SIZES[label])
+    try:
+        if who == "box":
+            return time_box(work, files, port, label)
+        return time_storescu(files, port)
+    finally:
+        peer.terminate()
+        peer.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
@@ -75,25 +91,15 @@ def main() -> None:
         with RunningBox(work / "box") as box:
             assert storescu(box.port, files).returncode == 0
         print(f"{args.images} CT images of 512x512x16 bit, median of {args.rounds} rounds")
-        for label, max_pdu in SIZES.items():
+        for label in SIZES:
             port = free_port()
-            box_times, dcmtk_times = [], []
-            for n in range(args.rounds):
-                # Each sender gets a fresh storescp and an empty folder, and the order
-                # alternates, so neither profits from the other's files or caches.
-                runs = [("box", box_times), ("dcmtk", dcmtk_times)]
-                for who, times in runs if n % 2 == 0 else reversed(runs):
-                    peer = start_storescp(work / f"out-{port}-{n}-{who}", port, max_pdu)
-                    try:
-                        if who == "box":
-                            times.append(time_box(work, files, port, label))
-                        else:
-                            times.append(time_storescu(files, port))
-                    finally:
-                        peer.terminate()
-                        peer.wait()
-            ours = args.images / statistics.median(box_times)
-            theirs = args.images / statistics.median(dcmtk_times)
+
+            box_s, dcmtk_s = side_by_side(
+                args.rounds,
+                partial(with_fresh_storescp, "box", work, files, port, label),
+                partial(with_fresh_storescp, "dcmtk", work, files, port, label),
+            )
+            ours, theirs = args.images / box_s, args.images / dcmtk_s
             print(
                 f"max PDU {label:>6}: dicombox {ours:7.1f} img/s, storescu {theirs:7.1f} img/s, "
                 f"ratio {ours / theirs:.2f}"

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from bench.alternate import side_by_side
 from dicombox.plugins.media.fileset import build_fileset
 from dicombox.plugins.media.iso import master_iso
 from tests.support.synthetic import write_ct_series
@@ -68,12 +68,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dicombox-mbench-") as tmp:
         work = Path(tmp)
         files = write_ct_series(work / "files", args.images)
-        ours, theirs = [], []
-        for n in range(args.rounds):
-            runs = [(time_dicombox, ours), (time_dcmtk, theirs)]
-            for measure, times in runs if n % 2 == 0 else reversed(runs):
-                times.append(measure(files, work))
-        a, b = statistics.median(ours), statistics.median(theirs)
+        a, b = side_by_side(
+            args.rounds, lambda n: time_dicombox(files, work), lambda n: time_dcmtk(files, work)
+        )
         print(f"{args.images} CT images of 512x512x16 bit, median of {args.rounds} rounds")
         print(f"DICOMDIR + ISO: dicombox {a:6.2f} s, dcmmkdir + xorriso {b:6.2f} s, "
               f"ratio {a / b:.2f}")  # fmt: skip

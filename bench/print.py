@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydicom import dcmread
 
+from bench.alternate import Measure, side_by_side
 from dicombox.core.config import RemoteSection, load_config
 from dicombox.plugins.print import render
 from dicombox.plugins.print import vocabulary as v
@@ -71,18 +72,22 @@ def main() -> None:
         work = Path(tmp)
         count = args.films * PER_FILM
         files = write_ct_series(work / "files", count, rows=args.size, columns=args.size)
-        ours, theirs = [], []
-        for n in range(args.rounds):
-            runs = [(time_dicombox, ours), (time_dcmtk, theirs)]
-            for measure, times in runs if n % 2 == 0 else reversed(runs):
+
+        def with_fresh_printer(measure: Callable[[list[Path], FilmPrinterPeer], float]) -> Measure:
+            def run(n: int) -> float:
                 folder = work / f"peer-{n}-{measure.__name__}"
                 peer = FilmPrinterPeer(folder).start()
                 try:
-                    times.append(measure(files, peer))
+                    return measure(files, peer)
                 finally:
                     peer.stop()
                     shutil.rmtree(folder, ignore_errors=True)
-        a, b = statistics.median(ours), statistics.median(theirs)
+
+            return run
+
+        a, b = side_by_side(
+            args.rounds, with_fresh_printer(time_dicombox), with_fresh_printer(time_dcmtk)
+        )
         print(f"{args.films} films of 20 CT images ({args.size}x{args.size}x16 bit) on "
               f"14INX17IN, median of {args.rounds} rounds")  # fmt: skip
         print(f"render + print: dicombox {a:6.2f} s, dcmpsprt + dcmprscu {b:6.2f} s, "
