@@ -86,16 +86,18 @@ def routes_for_stored(routes: list[Any], calling_ae: str, path: Path, dataset: A
     return [r for r in routes if route_matches(r.when, calling_ae, read)]
 
 
-def routes_for_completed(
-    routes: list[Any], index: Any, store: Any, calling_ae: str, study_uids: list[str]
+def routes_for_mpps_event(
+    box: Any, event: Any, acts: Callable[[Any], bool]
 ) -> dict[str, list[Any]]:
-    """For a procedure step COMPLETED by ``calling_ae``: each of its studies the box
-    holds, with those of ``routes`` acting on MPPS (``on = "mpps-completed"``) whose
-    ``when`` the sender and the study's first instance match."""
-    routes = [r for r in routes if r.on == "mpps-completed"]
+    """For an ``mpps.completed`` event: each of its studies the box holds, with the
+    routes that act on MPPS (``on = "mpps-completed"``) and ``acts(route)`` (those that
+    forward, burn or print) whose ``when`` the sender and the study's first instance
+    match."""
+    routes = [r for r in box.config.route if r.on == "mpps-completed" and acts(r)]
+    calling_ae = str(event.fields.get("calling_ae", ""))
     found: dict[str, list[Any]] = {}
-    for uid in study_uids if routes else []:
-        read = study_reader(index, store, uid)
+    for uid in list(event.fields.get("study_instance_uids", [])) if routes else []:
+        read = study_reader(box.index, box.store, uid)
         if read is None:
             log.warning("MPPS completed study %s, which the box does not hold", uid)
             continue
@@ -103,17 +105,3 @@ def routes_for_completed(
         if matched:
             found[uid] = matched
     return found
-
-
-def routes_for_mpps_event(
-    box: Any, event: Any, acts: Callable[[Any], bool]
-) -> dict[str, list[Any]]:
-    """``routes_for_completed`` for an ``mpps.completed`` event, over the routes for
-    which ``acts(route)`` (those that forward, burn or print)."""
-    return routes_for_completed(
-        [r for r in box.config.route if acts(r)],
-        box.index,
-        box.store,
-        str(event.fields.get("calling_ae", "")),
-        list(event.fields.get("study_instance_uids", [])),
-    )
