@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -115,11 +116,11 @@ def _save_pdf(images: list[Image.Image], path: Path, dpi: int) -> None:
     images[0].save(path, "PDF", resolution=float(dpi), save_all=True, append_images=images[1:])
 
 
-def _write_atomically(target: Path, write: object) -> None:
+def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary name, so a half-written film never looks printed."""
     partial = target.with_name(target.name + ".part")
     try:
-        write(partial)  # type: ignore[operator]
+        write(partial)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
