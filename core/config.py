@@ -25,6 +25,11 @@ class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names key, value and rule."""
 
 
+# What a calling AE may ask of the box, by the name [[remote]] services uses. C-ECHO is
+# not among them: anyone the association policy lets in may verify.
+SERVICE_PERMISSIONS = ("store", "query", "move", "get", "worklist", "mpps", "commit", "print")
+
+
 @dataclass(frozen=True)
 class BoxSection:
     ae_title: str = "DICOMBOX"
@@ -40,6 +45,8 @@ class NetworkSection:
     max_pdu: int = 0  # what we accept on receive; 0 = unlimited
     send_max_pdu: int = 262144  # what we propose when we are the requestor
     accept_unknown_callers: bool = True
+    # What a caller that is no [[remote]] may ask for, when accept_unknown_callers lets it in.
+    unknown_caller_services: list[str] = field(default_factory=lambda: [*SERVICE_PERMISSIONS])
     check_caller_host: bool = False
     accept_any_called_ae: bool = False
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
@@ -62,7 +69,11 @@ class RemoteSection:
     ae_title: str
     host: str
     port: int
-    services: list[str] = field(default_factory=lambda: ["store", "find", "move", "commit"])
+    # What it may ask of the box when it calls (SERVICE_PERMISSIONS); a request for
+    # anything else is refused with status 0124 (Refused: Not Authorized) and audited.
+    services: list[str] = field(default_factory=lambda: [*SERVICE_PERMISSIONS])
+    # The AE titles it may C-MOVE to; empty: any [[remote]]. Its own title is not implied.
+    move_destinations: list[str] = field(default_factory=list)
     max_associations: int = 2
     # What it accepts, in our order of preference: transfer syntax UIDs or short names
     # (explicit, implicit, rle, j2k-lossless, jpegls-lossless, j2k, jpegls-near, …).
@@ -174,6 +185,12 @@ class Config:
 
     def remote_by_ae(self, ae_title: str) -> list[RemoteSection]:
         return [r for r in self.remote if r.ae_title == ae_title]
+
+    def may_move_to(self, caller_ae: str, destination_ae: str) -> bool:
+        """May ``caller_ae`` C-MOVE to ``destination_ae`` ([[remote]] move_destinations)?
+        A caller that is no [[remote]], or one without a list, may move to any."""
+        limits = [r.move_destinations for r in self.remote_by_ae(caller_ae)]
+        return not limits or any(not allowed or destination_ae in allowed for allowed in limits)
 
     def with_overrides(self, **box_overrides: Any) -> Config:
         """A copy with some [box] keys replaced (the CLI's --ae-title, --port …)."""
@@ -304,11 +321,21 @@ def _check_core(config: Config) -> None:
             raise ConfigError(f"remote {r.name!r}: port = {r.port}: expected 1..65535")
         if r.retries < 0:
             raise ConfigError(f"remote {r.name!r}: retries = {r.retries}: expected 0 or more")
+        _check_services(f"remote {r.name!r}: services", r.services)
         for syntax in r.transfer_syntaxes:
             if syntax_uid(syntax) is None:
                 raise ConfigError(
                     f"remote {r.name!r}: transfer_syntaxes has {syntax!r}; use a UID or one "
                     f"of {', '.join(SYNTAX_NAMES)}"
+                )
+    _check_services("network.unknown_caller_services", config.network.unknown_caller_services)
+    titles = {r.ae_title for r in config.remote}
+    for r in config.remote:
+        for title in r.move_destinations:
+            if title not in titles:
+                raise ConfigError(
+                    f"remote {r.name!r}: move_destinations has {title!r}, the AE title of no "
+                    f"[[remote]]; known: {', '.join(sorted(titles))}"
                 )
     storage = config.storage
     if storage.watermark_mb < 0 or not 0 <= storage.watermark_low_mb <= storage.watermark_mb:
@@ -323,6 +350,14 @@ def _check_core(config: Config) -> None:
                     f"route[{i}].forward names {target!r}, which is no [[remote]]; "
                     f"known remotes: {', '.join(names) or '(none)'}"
                 )
+
+
+def _check_services(key: str, services: list[str]) -> None:
+    for name in services:
+        if name not in SERVICE_PERMISSIONS:
+            raise ConfigError(
+                f"{key} has {name!r}; expected some of {', '.join(SERVICE_PERMISSIONS)}"
+            )
 
 
 def _check_tls(config: Config) -> None:

@@ -56,6 +56,7 @@ _ids = itertools.count(1)
 # Statuses the host answers itself (PS3.7 Annex C)
 STATUS_UNRECOGNIZED_OPERATION = 0x0211
 STATUS_PROCESSING_FAILURE = 0x0110
+STATUS_NOT_AUTHORIZED = 0x0124
 STATUS_OUT_OF_RESOURCES = 0xA700
 
 EventSink = Callable[..., None]  # publish(topic, **fields)
@@ -100,6 +101,8 @@ class AssociationAcceptor:
         self._responses: dict[int, commands.Command] = {}  # answers to our sub-operations
         self._sub_ids = itertools.count(1)
         self.extended: dict[str, bytes] = {}  # SOP class -> accepted extended negotiation
+        self.permitted: frozenset[str] = frozenset()  # what the caller may ask of us
+        self._refused: set[str] = set()  # permissions already refused (audited once)
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> None:
@@ -187,6 +190,7 @@ class AssociationAcceptor:
         if rejection is not None:
             self._reject(rq, rejection)
             return False
+        self.permitted = self.policy.permissions(calling, self.peer.address)
         roles = {
             str(item.sop_class_uid): (item.scu_role, item.scp_role)
             for item in rq.user_information
@@ -457,6 +461,8 @@ class AssociationAcceptor:
         factory = offer.service.sinks.get(message.command.field) if offer else None
         if factory is None:
             return MemorySink()
+        if self._missing_permission(offer, message.command):
+            return MemorySink(limit=0)  # refused once complete; nothing of it is kept
         return factory(Request(message.command, message.context, self.peer))
 
     def _dispatch(self, message: _Message) -> None:
@@ -479,6 +485,9 @@ class AssociationAcceptor:
         handler = offer.service.handlers.get(command.field) if offer else None
         if handler is None:
             self._respond(message.context, command, Reply(STATUS_UNRECOGNIZED_OPERATION))
+            return
+        if missing := self._missing_permission(offer, command):
+            self._refuse(message.context, command, missing)
             return
         request = Request(
             command,
@@ -506,6 +515,31 @@ class AssociationAcceptor:
         finally:
             self._handling = False
             self._cancelled.discard(command.MessageID)
+
+    def _missing_permission(self, offer: Offer | None, command: commands.Command) -> str:
+        """The permission this request needs and the caller lacks, or ""."""
+        needed = offer.service.permissions.get(command.field, "") if offer else ""
+        return needed if needed and needed not in self.permitted else ""
+
+    def _refuse(self, context: AcceptedContext, command: commands.Command, needed: str) -> None:
+        assert self.peer is not None
+        why = f"{self.peer.calling_ae} may not {needed} ([[remote]] services)"
+        if needed not in self._refused:  # a refused study is one alert, not one per image
+            self._refused.add(needed)
+            log.warning(
+                "association %s from %s: %s refused: %s", self.id, self._who(), command.name, why
+            )
+            self.publish(
+                "security.refused",
+                association=self.id,
+                permission=needed,
+                command=command.name,
+                why=why,
+                **self._peer_fields(),
+            )
+        self._respond(
+            context, command, Reply(STATUS_NOT_AUTHORIZED, fields={"ErrorComment": why[:64]})
+        )
 
     def _respond(self, context: AcceptedContext, request: commands.Command, reply: Reply) -> None:
         assert self.peer is not None

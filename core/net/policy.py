@@ -82,6 +82,17 @@ class AssociationPolicy:
                 )
         return None
 
+    def permissions(self, calling_ae: str, peer_host: str) -> frozenset[str]:
+        """What this caller may ask of the box (``[[remote]] services``): the union over
+        the [[remote]]s with its AE title (those at its address, where the host is
+        checked); ``unknown_caller_services`` when it is no [[remote]]."""
+        known = self.config.remote_by_ae(calling_ae)
+        if self.config.network.check_caller_host:
+            known = [r for r in known if _same_host(r.host, peer_host)]
+        if not known:
+            return frozenset(self.config.network.unknown_caller_services)
+        return frozenset(name for r in known for name in r.services)
+
 
 def _same_host(configured: str, actual: str) -> bool:
     import socket

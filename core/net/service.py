@@ -131,6 +131,9 @@ class Service:
     name: str
     contexts: list[SupportedContext]
     handlers: dict[int, Handler]  # Command Field of the request -> handler
+    # Command Field -> the permission ([[remote]] services) a caller needs for it. A
+    # command not named here is open to every caller the association policy let in.
+    permissions: dict[int, str] = field(default_factory=dict)
     sinks: dict[int, SinkFactory] = field(default_factory=dict)
     # Called AE titles this service answers on; empty = the box's own AE title.
     ae_titles: tuple[str, ...] = ()

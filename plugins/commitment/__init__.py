@@ -46,6 +46,9 @@ def dicombox_services(box: Box) -> list[Service]:
             # SCP (role reversal) to bring its report.
             contexts=[SupportedContext(PUSH_MODEL, SYNTAXES, scu_role=True, scp_role=True)],
             handlers=handlers,
+            # Asking us to commit needs the permission; a report answering our own
+            # request (N-EVENT-REPORT) does not.
+            permissions={N_ACTION_RQ: "commit"},
         )
     ]
 

@@ -152,6 +152,7 @@ class PrintSCP:
                 name="print",
                 contexts=contexts,
                 handlers=handler,
+                permissions=dict.fromkeys(handler, "print"),
                 ae_titles=ae_titles,
                 association_ended=self.association_ended,
             )

@@ -47,17 +47,20 @@ def dicombox_services(box: Box) -> list[Service]:
             "qr-find",
             [SupportedContext(m.find, SYNTAXES) for m in MODELS],
             {C_FIND_RQ: find.handle},
+            permissions={C_FIND_RQ: "query"},
             extended_negotiation=find_extended_negotiation,
         ),
         Service(
             "qr-move",
             [SupportedContext(m.move, SYNTAXES) for m in MODELS],
             {C_MOVE_RQ: retrieve.handle_move},
+            permissions={C_MOVE_RQ: "move"},
         ),
         Service(
             "qr-get",
             [SupportedContext(m.get, SYNTAXES) for m in MODELS],
             {C_GET_RQ: retrieve.handle_get},
+            permissions={C_GET_RQ: "get"},
         ),
     ]
 

@@ -32,6 +32,7 @@ log = logging.getLogger("dicombox.qr")
 
 SUCCESS, PENDING, CANCELLED, WARNING = 0x0000, 0xFF00, 0xFE00, 0xB000
 UNKNOWN_DESTINATION, UNABLE_SUBOPERATIONS, UNABLE_TO_PROCESS = 0xA801, 0xA702, 0xC000
+NOT_AUTHORIZED = 0x0124
 
 Sender = Callable[[StoredFile], int]  # one sub-operation: the peer's C-STORE status
 
@@ -89,6 +90,23 @@ class RetrieveSCP:
             log.warning("retrieve identifier from %s unreadable: %s", request.peer.calling_ae, exc)
             return [], Reply(UNABLE_TO_PROCESS, fields={"ErrorComment": "bad identifier"})
 
+    def _refuse_destination(self, request: Request, destination: str) -> Reply:
+        peer = request.peer
+        why = f"{peer.calling_ae} may not move to {destination} ([[remote]] move_destinations)"
+        log.warning("C-MOVE refused: %s", why)
+        self.box.bus.publish(
+            "security.refused",
+            association=peer.association_id,
+            permission="move",
+            command="C-MOVE-RQ",
+            why=why,
+            peer_host=peer.address,
+            peer_port=peer.port,
+            calling_ae=peer.calling_ae,
+            called_ae=peer.called_ae,
+        )
+        return Reply(NOT_AUTHORIZED, fields={"ErrorComment": why[:64]})
+
     def handle_move(self, request: Request) -> Iterator[Reply]:
         model = BY_MOVE_UID[request.context.abstract_syntax]
         name = (request.command.MoveDestination or "").strip()
@@ -96,6 +114,9 @@ class RetrieveSCP:
         if not remotes:
             log.warning("C-MOVE from %s to unknown destination %r", request.peer.calling_ae, name)
             yield Reply(UNKNOWN_DESTINATION, fields={"ErrorComment": f"unknown destination {name}"})
+            return
+        if not self.box.config.may_move_to(request.peer.calling_ae, name):
+            yield self._refuse_destination(request, name)
             return
         items, refusal = self._refusal(request, model)
         if refusal:

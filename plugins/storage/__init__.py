@@ -47,6 +47,7 @@ def dicombox_services(box: Box) -> list[Service]:
                 for uid in STORAGE_CLASSES
             ],
             handlers={C_STORE_RQ: scp.handle},
+            permissions={C_STORE_RQ: "store"},
             sinks={C_STORE_RQ: scp.open_sink},
             accepts_unknown=is_storage_class if settings.accept_unknown_classes else None,
             fallback_transfer_syntaxes=syntaxes,

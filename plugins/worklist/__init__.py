@@ -67,12 +67,14 @@ def dicombox_services(box: Box) -> list[Service]:
             name="worklist",
             contexts=[SupportedContext(MWL_FIND, SYNTAXES)],
             handlers={C_FIND_RQ: mwl.handle},
+            permissions={C_FIND_RQ: "worklist"},
             ae_titles=titles,
         ),
         Service(
             name="mpps",
             contexts=[SupportedContext(MPPS_SOP_CLASS, SYNTAXES)],
             handlers={N_CREATE_RQ: mpps.handle_create, N_SET_RQ: mpps.handle_set},
+            permissions={N_CREATE_RQ: "mpps", N_SET_RQ: "mpps"},
             ae_titles=titles,
         ),
     ]
