@@ -20,7 +20,7 @@ from dicombox.core.config import NetworkSection
 from dicombox.core.net.association import AssociationAcceptor, EventSink
 from dicombox.core.net.policy import AssociationPolicy, AssociationSlots
 from dicombox.core.net.registry import ServiceRegistry
-from dicombox.core.net.tls import accept_tls
+from dicombox.core.net.tls import HandshakeFailed, accept_tls
 
 log = logging.getLogger("dicombox.server")
 ACCEPT_DELAY_S = 0.002  # per association a worker already carries
@@ -116,12 +116,18 @@ class AssociationServer:
     def _run(self, conn: socket.socket, address: tuple, tls: bool = False) -> None:
         if tls:
             assert self.tls_context is not None
-            wrapped = accept_tls(conn, address, self.tls_context, self.network)
-            if wrapped is None:
+            try:
+                conn = accept_tls(conn, address, self.tls_context, self.network)
+            except HandshakeFailed as exc:
+                self.publish(
+                    "security.tls_failed",
+                    peer_host=str(address[0]).removeprefix("::ffff:"),
+                    peer_port=address[1],
+                    why=str(exc),
+                )
                 with self._lock:
                     self._threads.discard(threading.current_thread())
                 return
-            conn = wrapped
         slot = self.slots.acquire()
         try:
             acceptor = AssociationAcceptor(

@@ -90,24 +90,29 @@ def _peer(address: tuple) -> str:
     return f"{str(address[0]).removeprefix('::ffff:')}:{address[1]}"
 
 
+class HandshakeFailed(Exception):
+    """A client on the TLS port that did not authenticate; its socket is closed."""
+
+
 def accept_tls(
     conn: socket.socket, address: tuple, ctx: ssl.SSLContext, net: NetworkSection
-) -> ssl.SSLSocket | None:
-    """The server side of the handshake, on the association's own thread; None (socket
-    closed, warning logged) when it fails, so a bad client never stops the worker."""
+) -> ssl.SSLSocket:
+    """The server side of the handshake, on the association's own thread. Raises
+    HandshakeFailed (socket closed, warning logged) when it fails, so a bad client never
+    stops the worker and the caller can audit it."""
     conn.settimeout(HANDSHAKE_TIMEOUT_S)  # a silent client must not hold the thread
     try:
         tls = ctx.wrap_socket(conn, server_side=True)
     except (OSError, ssl.SSLError) as exc:
         log.warning("TLS handshake with %s failed: %s", _peer(address), exc)
         conn.close()
-        return None
+        raise HandshakeFailed(f"TLS handshake failed: {exc}") from None
     try:
         check_pin(tls, net.tls_pinned)
     except PinRefused as exc:
         log.warning("TLS peer %s refused: %s", _peer(address), exc)
         tls.close()
-        return None
+        raise HandshakeFailed(f"TLS peer refused: {exc}") from None
     tls.settimeout(None)
     return tls
 
