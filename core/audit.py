@@ -1,17 +1,39 @@
 """The audit trail: one structured record per association, store, query, export, deletion.
 
 Each process appends JSON lines to ``<data_dir>/audit/audit.jsonl`` with a single
-``O_APPEND`` write per record, so records from several workers never interleave.
+``O_APPEND`` write per event, so records from several workers never interleave.
+
+A record that stands for a DICOM PS3.15 audit message carries it, as XML, under "dicom",
+and its "outcome" (0, 4, 8, 12). The XML is kept in the local log itself, not made
+again when asked for: the message says what the box knew when it happened (the patient
+a study belonged to then, the remote's address then), which a later rendering from the
+bare event could not. The same XML goes to the syslog collector when one is configured.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pwd
+import socket
 import threading
+from collections import deque
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import Engine
+
+from dicombox.core.audit_events import Audited, AuditEvents, Site
+from dicombox.core.audit_messages import to_xml
+from dicombox.core.audit_subjects import AuditSubjects
+from dicombox.core.config import Config
 from dicombox.core.events import Event
+from dicombox.core.syslog import SyslogSender, parse_target
+
+log = logging.getLogger("dicombox.audit")
 
 # Event topics that are auditable, and the audit event name each becomes.
 AUDITED_TOPICS = {
@@ -37,24 +59,148 @@ AUDITED_TOPICS = {
     "web.login": "user-login",
     "web.login_failed": "user-login-failed",
     "web.action": "operator-action",
+    "web.user_added": "user-added",
+    "web.user_removed": "user-removed",
+    "application.started": "application-start",
+    "application.stopped": "application-stop",
+    "security.refused": "security-refused",
+    "security.tls_failed": "security-tls-failed",
+    "query.received": "query",
+    "forward.started": "forward-begin",
+    "retrieve.started": "retrieve-begin",
+    "retrieve.done": "retrieve",
+    "audit.read": "audit-log-used",
 }
+# The record written at an association's end for what it brought, per patient.
+TRANSFERRED = "instances-transferred"
 
 
 class AuditTrail:
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self, directory: Path, config: Config | None = None, engine: Engine | None = None
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "audit.jsonl"
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._lock = threading.Lock()
+        config = config or Config()
+        self.site = Site(
+            config.box.ae_title,
+            socket.gethostname(),
+            os.getpid(),
+            {r.name: (r.ae_title, r.host) for r in config.remote},
+        )
+        # The association threads share the counts of what each association brought.
+        self._events_lock = threading.Lock()
+        self.events = AuditEvents(self.site, AuditSubjects(engine) if engine else None)
+        self.syslog = _syslog_sender(config)
 
     def __call__(self, event: Event) -> None:
         name = AUDITED_TOPICS.get(event.topic)
         if name is None or event.relayed:
             return
         record = {"time": event.time, "event": name, "pid": event.pid, **event.fields}
-        line = (json.dumps(record, default=str) + "\n").encode("utf-8")
+        with self._events_lock:
+            produced = self.events.messages(event)
+        own = [a for a in produced if not a.event]
+        lines = [self._attach({**record, **a.fields}, a) for a in own] if own else [record]
+        self._write(lines + self._records_of([a for a in produced if a.event], event.pid))
+
+    def _records_of(self, produced: list[Audited], pid: int) -> list[dict[str, Any]]:
+        records = []
+        for audited in produced:
+            record = {"time": audited.message.when, "event": audited.event, "pid": pid}
+            records.append(self._attach({**record, **audited.fields}, audited))
+        return records
+
+    def _attach(self, record: dict[str, Any], audited: Audited) -> dict[str, Any]:
+        """The message's outcome and XML into its record, and off to syslog."""
+        message = audited.message
+        xml = to_xml(message, self.site.ae_title)
+        record["outcome"] = message.outcome
+        record["dicom"] = xml
+        if self.syslog is not None:
+            self.syslog.send(xml, message.outcome != 0, message.when)
+        return record
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(r, default=str) + "\n" for r in records).encode("utf-8")
         with self._lock:
-            os.write(self._fd, line)
+            os.write(self._fd, data)
 
     def close(self) -> None:
+        with self._events_lock:
+            pending = self.events.pending()
+        if pending:
+            self._write(self._records_of(pending, os.getpid()))
+        if self.syslog is not None:
+            self.syslog.close()
         os.close(self._fd)
+
+
+def _syslog_sender(config: Config) -> SyslogSender | None:
+    section = config.audit
+    if not section.syslog:
+        return None
+    net = config.network
+    return SyslogSender(
+        parse_target(section.syslog),
+        section.syslog_app_name,
+        section.syslog_msgid,
+        section.syslog_ca,
+        net.tls_certificate,
+        net.tls_key,
+    )
+
+
+def read_records(
+    path: Path, since: float = 0.0, last: int = 0, event: str = ""
+) -> Iterator[dict[str, Any]]:
+    """The trail's records in the order written: from ``since``, of one ``event`` kind,
+    only the ``last`` so many when given."""
+    if not path.exists():
+        return iter(())
+    wanted: deque[dict[str, Any]] = deque(maxlen=last or None)
+    with path.open("rb") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a power cut
+            if record.get("time", 0) >= since and (not event or record.get("event") == event):
+                wanted.append(record)
+    return iter(wanted)
+
+
+def who_and_what(record: dict[str, Any]) -> tuple[str, str]:
+    """Who acted and on what, in a few words, for a table of records."""
+    who = next(
+        (str(record[k]) for k in ("user", "calling_ae", "remote", "printer") if record.get(k)),
+        "-",
+    )
+    if record.get("peer_host") and who == record.get("calling_ae"):
+        who += f"@{str(record['peer_host']).removeprefix('::ffff:')}"
+    if record.get("patient_name") or record.get("patient_id"):
+        what = f"{record.get('patient_name', '')} [{record.get('patient_id', '')}]"
+        studies = record.get("studies") or []
+        what += f" {studies[0]}" + (f" +{len(studies) - 1}" if len(studies) > 1 else "")
+        if record.get("count"):
+            what += f" ({record['count']} instances)"
+        return who, what
+    for key in ("study_instance_uid", "sop_instance_uid", "permission", "model", "name", "log"):
+        if record.get(key):
+            return who, f"{key.replace('_', ' ')} {record[key]}"
+    return who, str(record.get("reason") or record.get("why") or record.get("error") or "-")
+
+
+def os_user() -> str:
+    """Who runs this process, as the system knows them (the launcher of the box)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no passwd entry, as in some containers
+        return str(os.getuid())
+
+
+def started_at(text: str) -> float:
+    """``--since`` as a time: an ISO 8601 date or date and time (local unless it says)."""
+    return datetime.fromisoformat(text).timestamp()

@@ -61,8 +61,8 @@ class Box:
         return titles
 
     def close(self) -> None:
+        self.audit.close()  # first: what it still has to say may need the index
         close_engine(self.index.engine)
-        self.audit.close()
 
 
 def load_plugins_and_config(
@@ -99,7 +99,7 @@ def open_box(
     store = InstanceStore(data_dir, config.storage.reserve_mb << 20)
     index = StudyIndex(open_engine(sqlite_url(data_dir.resolve())))
     bus = EventBus()
-    audit = AuditTrail(data_dir / "audit")
+    audit = AuditTrail(data_dir / "audit", config, index.engine)
     bus.subscribe("*", audit)
     return Box(
         config=config,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dicombox.core import __version__, plugin_env, updates
+from dicombox.core import __version__, audit, plugin_env, updates
 from dicombox.core.box import Box, load_plugins_and_config, open_box
 from dicombox.core.config import ConfigError
 from dicombox.core.jobs import FAILED, QUEUED, RUNNING
@@ -301,6 +301,38 @@ def _plugins_parser(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=None, tool=tool_bundle)
 
 
+OUTCOMES = {0: "success", 4: "minor failure", 8: "serious failure", 12: "major failure"}
+
+
+def cmd_audit(box: Box, args: argparse.Namespace) -> int:
+    try:
+        since = audit.started_at(args.since) if args.since else 0.0
+    except ValueError:
+        print(f"dicombox audit: --since {args.since!r}: expected an ISO 8601 date or date-time")
+        return 2
+    records = list(audit.read_records(box.audit.path, since, args.last or 0, args.event))
+    # Reading the trail is itself audited (PS3.15 Audit Log Used), after the reading.
+    box.bus.publish("audit.read", user=audit.os_user(), log=box.audit.path.resolve().as_uri())
+    if args.json:
+        print(json.dumps(records, indent=1, default=str))
+        return 0
+    if args.xml:
+        for record in records:
+            if record.get("dicom"):
+                print(record["dicom"])
+        return 0
+    if not records:
+        print("no audit records")
+        return 0
+    rows = []
+    for r in records:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(r.get("time", 0))))
+        who, what = audit.who_and_what(r)
+        rows.append([when, r.get("event", "-"), OUTCOMES.get(r.get("outcome"), "-"), who, what])
+    print(format_table(rows, ["TIME", "EVENT", "OUTCOME", "WHO", "WHAT"]))
+    return 0
+
+
 def cmd_conformance(box: Box, args: argparse.Namespace) -> int:
     rows = [row for batch in box.hook.dicombox_conformance(box=box) for row in batch]
     if args.json:
@@ -425,6 +457,15 @@ def build_parser(
     p = sub.add_parser("conformance", help="print the conformance statement of the loaded plugins")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_conformance)
+    p = sub.add_parser("audit", help="read the audit trail (DICOM PS3.15 audit messages)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--since", help="records from this ISO 8601 date or date-time on")
+    when.add_argument("--last", type=int, help="only the last N records")
+    p.add_argument("--event", default="", help="one kind, e.g. instances-transferred, query")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="the records as JSON")
+    form.add_argument("--xml", action="store_true", help="the PS3.15 AuditMessage XML only")
+    p.set_defaults(func=cmd_audit)
     plugin_cli(sub)
     return parser
 

@@ -163,6 +163,33 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class AuditSection:
+    """A copy of the audit trail for a syslog collector (DICOM PS3.15 A.6 / A.7)."""
+
+    syslog: str = ""  # "" = off; udp://host:514 or tls://host:6514
+    syslog_ca: str = ""  # PEM bundle the collector's certificate is checked against (tls)
+    syslog_app_name: str = "dicombox"
+    syslog_msgid: str = "IHE+RFC-3881"  # ITI-20's value; some collectors want IHE+DICOM
+
+    def validate(self, name: str) -> None:
+        from dicombox.core.syslog import parse_target
+
+        if self.syslog:
+            try:
+                parse_target(self.syslog)
+            except ValueError as exc:
+                raise ConfigError(f"{name}.syslog = {self.syslog!r}: {exc}") from None
+        if self.syslog_ca and not Path(self.syslog_ca).is_file():
+            raise ConfigError(f"{name}.syslog_ca = {self.syslog_ca!r}: no such file")
+        for key, limit in (("syslog_app_name", 48), ("syslog_msgid", 32)):
+            value = getattr(self, key)
+            if not 1 <= len(value) <= limit or any(not 33 <= ord(c) <= 126 for c in value):
+                raise ConfigError(
+                    f"{name}.{key} = {value!r}: 1 to {limit} printable ASCII characters, no spaces"
+                )
+
+
+@dataclass(frozen=True)
 class Config:
     box: BoxSection = field(default_factory=BoxSection)
     network: NetworkSection = field(default_factory=NetworkSection)
@@ -172,6 +199,7 @@ class Config:
     plugins: PluginsSection = field(default_factory=PluginsSection)
     updates: UpdatesSection = field(default_factory=UpdatesSection)
     log: LogSection = field(default_factory=LogSection)
+    audit: AuditSection = field(default_factory=AuditSection)
     # Sections contributed by plugins, already validated: {section name: dataclass instance}
     extra: dict[str, Any] = field(default_factory=dict)
     source: str = "(embedded defaults)"
@@ -208,6 +236,7 @@ CORE_SECTIONS: dict[str, type] = {
     "plugins": PluginsSection,
     "updates": UpdatesSection,
     "log": LogSection,
+    "audit": AuditSection,
 }
 ARRAY_SECTIONS = {"remote", "route"}
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dicombox.core.audit import os_user
 from dicombox.core.box import Box, load_plugins_and_config, open_box
 from dicombox.core.events import EventChannelServer
 from dicombox.core.jobs import JobRunner
@@ -197,6 +198,7 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     tls_port = config.network.tls_port if tls_listener is not None else 0
+    box.bus.publish("application.started", user=os_user(), port=port, workers=workers)
     ready = _write_ready(box, port, workers, tls_port)
     enabled = ", ".join(i.name for i in infos if i.enabled)
     log.info(
@@ -223,6 +225,7 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     runner.stop()
     box.hook.dicombox_stop(box=box)
     channel.close()
+    box.bus.publish("application.stopped", user=os_user())
     ready.unlink(missing_ok=True)
     mark_clean(box.run_dir)
     box.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,10 @@ def test_plain_tcp_to_tls_port_fails_cleanly(tls_box, pki: Pki) -> None:  # noqa
     require("echoscu")
     plain = run(["echoscu", "-to", "5", "127.0.0.1", tls_box.tls_port], timeout=60)
     assert plain.returncode != 0
-    # The worker logged it and goes on serving both ports.
+    # The worker logged it, audited a node authentication failure, and goes on serving
+    # both ports.
     assert _logged(tls_box, "TLS handshake with 127.0.0.1:")
+    assert _audited(tls_box, "security-tls-failed", "110126")
     assert run(["echoscu", "-aec", "DICOMBOX", "127.0.0.1", tls_box.port]).returncode == 0
     tls = run(
         ["echoscu", "-aec", "DICOMBOX", *_tls_opts(pki.client, pki), "127.0.0.1", tls_box.tls_port]
@@ -168,6 +171,18 @@ def test_unpinned_client_certificate_is_refused(tls_box, pki: Pki) -> None:  # n
     )
     assert refused.returncode != 0
     assert _logged(tls_box, "not in network.tls_pinned")
+
+
+def _audited(box, event: str, type_code: str, timeout: float = 15) -> bool:  # noqa: ANN001
+    """A record of ``event`` whose PS3.15 message carries EventTypeCode ``type_code``."""
+    path = box.data_dir / "audit" / "audit.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        if any(r["event"] == event and f'csd-code="{type_code}"' in r["dicom"] for r in records):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _logged(box, text: str, timeout: float = 15) -> bool:  # noqa: ANN001

@@ -3,6 +3,7 @@ pending response. Files are never opened."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterator
@@ -276,6 +277,16 @@ class FindSCP:
     def handle(self, request: Request) -> Iterator[Reply]:
         model = BY_FIND_UID[request.context.abstract_syntax]
         ts = request.context.transfer_syntax
+        self.box.bus.publish(  # audited (PS3.15 Query) whether or not it can be answered
+            "query.received",
+            calling_ae=request.peer.calling_ae,
+            called_ae=request.peer.called_ae,
+            peer_host=request.peer.address,
+            sop_class_uid=request.context.abstract_syntax,
+            transfer_syntax=ts,
+            model=model.name,
+            identifier=base64.b64encode(request.dataset.data).decode("ascii"),
+        )
         try:
             identifier = decode_identifier(request.dataset.data, ts)
             fuzzy = request.extended[2:3] == b"\x01"  # negotiated case-insensitive names

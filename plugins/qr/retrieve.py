@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
+from dicombox.core.audit_subjects import AuditSubjects
 from dicombox.core.box import Box
 from dicombox.core.net.outbound import AssociationFailed, Proposal, RequestorAssociation
 from dicombox.core.net.requestor import destination_of
@@ -171,6 +172,15 @@ class RetrieveSCP:
         verb: str,
         target: str,
     ) -> Iterator[Reply]:
+        # What is about to go where, per study and patient, for the audit trail (PS3.15
+        # Begin Transferring / Instances Transferred).
+        studies = AuditSubjects(self.box.index.engine).summarize(
+            (i.sop_class_uid, i.sop_instance_uid) for i in items
+        )
+        who = {"calling_ae": request.peer.calling_ae, "peer_host": request.peer.address}
+        self.box.bus.publish(
+            "retrieve.started", verb=verb, target=target, study_summary=studies, **who
+        )
         for item in items:
             if request.cancelled():
                 yield self._final(CANCELLED, tally, request)
@@ -193,7 +203,8 @@ class RetrieveSCP:
             "retrieve.done",
             verb=verb,
             target=target,
-            calling_ae=request.peer.calling_ae,
+            study_summary=studies,
+            **who,
             completed=tally.completed,
             failed=tally.failed,
             warning=tally.warning,

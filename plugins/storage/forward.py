@@ -119,6 +119,11 @@ def send_to_remote(
     if remote is None:
         raise PermanentJobError(f"no [[remote]] named {remote_name!r} any more")
     destination = destination_of(remote)
+    box.bus.publish(  # audited: PS3.15 Begin Transferring DICOM Instances
+        "forward.started",
+        remote=remote_name,
+        instances=[[i.sop_class_uid, i.sop_instance_uid] for i in items],
+    )
     try:
         with frames_instead(box, remote, items) as (sent, origin):
             try:

@@ -122,9 +122,13 @@ def config_view(config: Config) -> dict[str, Any]:
     return {"source": config.source, "sections": {**core, **masked(config.extra)}}
 
 
-def audit_records(path: Path, limit: int = 200, event: str = "") -> list[dict[str, Any]]:
+def audit_records(
+    path: Path, limit: int = 200, event: str = "", with_dicom: bool = False
+) -> list[dict[str, Any]]:
     """The newest ``limit`` audit records (newest first), of one ``event`` kind if given.
-    Only the file's tail is read: the trail grows for as long as the box runs."""
+    Only the file's tail is read: the trail grows for as long as the box runs. A record's
+    PS3.15 XML ("dicom") is left out unless asked for: a page of them would be unreadable,
+    and ``dicombox audit --xml`` gives it."""
     if not path.exists():
         return []
     wanted: deque[dict[str, Any]] = deque(maxlen=limit)
@@ -140,5 +144,7 @@ def audit_records(path: Path, limit: int = 200, event: str = "") -> list[dict[st
         except ValueError:
             continue
         if not event or record.get("event") == event:
+            if not with_dicom:
+                record.pop("dicom", None)
             wanted.append(record)
     return list(reversed(wanted))

@@ -4,6 +4,7 @@ other key, sequences included, is matched against the stored item itself."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -124,6 +125,16 @@ class WorklistSCP:
 
     def handle(self, request: Request) -> Iterator[Reply]:
         ts = request.context.transfer_syntax
+        self.box.bus.publish(  # audited (PS3.15 Query) whether or not it can be answered
+            "query.received",
+            calling_ae=request.peer.calling_ae,
+            called_ae=request.peer.called_ae,
+            peer_host=request.peer.address,
+            sop_class_uid=request.context.abstract_syntax,
+            transfer_syntax=ts,
+            model="worklist",
+            identifier=base64.b64encode(request.dataset.data).decode("ascii"),
+        )
         try:
             identifier = decode_dataset(request.dataset.data, ts)
             sql, checks, ignored = _conditions(identifier, self.case_insensitive)
