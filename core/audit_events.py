@@ -332,18 +332,16 @@ class AuditEvents:
             str(f.get("printer") or ""), False, am.DESTINATION_MEDIA, media_type=am.FILM
         )
         job = f.get("job")
-        objects = (ParticipantObject(str(job), JOB, am.SYSTEM_OBJECT, am.ROLE_JOB),) if job else ()
-        message = AuditMessage(
-            am.EXPORT,
-            "R",
-            outcome,
-            when,
-            (),
-            error,
-            (self._box(True, am.SOURCE), printer),
-            objects,
-        )
-        return [Audited(message, {"outcome": outcome})]
+        jobs = (ParticipantObject(str(job), JOB, am.SYSTEM_OBJECT, am.ROLE_JOB),) if job else ()
+        people = (self._box(True, am.SOURCE), printer)
+
+        def build(objects: tuple[ParticipantObject, ...]) -> AuditMessage:
+            return AuditMessage(am.EXPORT, "R", outcome, when, (), error, people, jobs + objects)
+
+        # Films of stored studies name their patient; films a modality printed to the
+        # box (the print SCP) name only the job.
+        found = self._per_patient(self._studies(f), build)
+        return found or [Audited(build(()), {"outcome": outcome})]
 
     def _deleted(self, f: dict[str, Any], when: float) -> list[Audited]:
         study = str(f.get("study_instance_uid") or "")

@@ -230,6 +230,32 @@ def test_a_forward_begins_and_completes_a_transfer(make_box, tmp_path: Path) -> 
     assert done["patient_name"] == PATIENT and done["count"] == 2
 
 
+def test_a_printed_study_is_an_export_naming_its_patient(make_box, tmp_path: Path) -> None:
+    require("storescu")
+    box = make_box()  # the default printer makes PDF files
+    study = write_study(tmp_path / "study", 2)
+    assert storescu(box.port, sorted((tmp_path / "study").iterdir())).returncode == 0
+    printed = box.cli("print", study, "--layout", "1x1")
+    assert printed.returncode == 0, printed.stdout + printed.stderr
+    box.wait_job("print", state="done")
+
+    (record,) = wait_for(box, event("print"))
+    assert record["studies"] == [study] and record["patient_id"] == PATIENT_ID
+    message = xml_of(record)
+    identification = message.find("EventIdentification")
+    assert identification is not None and code(identification, "EventID") == "110106"
+    assert identification.attrib["EventOutcomeIndicator"] == "0"
+    (study_object,) = objects(message, "110180")
+    assert study_object.attrib["ParticipantObjectID"] == study
+    (patient,) = objects(message, "2")
+    assert patient.findtext("ParticipantObjectName") == PATIENT
+    printer = next(
+        p for p in message.findall("ActiveParticipant") if p.attrib["UserIsRequestor"] == "false"
+    )
+    assert code(printer, "RoleIDCode") == "110154"  # Destination Media
+    assert code(printer.find("MediaIdentifier"), "MediaType") == "110010"  # Film
+
+
 def test_application_start_and_stop_are_recorded(make_box) -> None:
     box = make_box()
     assert box.stop() == 0

@@ -118,7 +118,9 @@ def run_print(box: Box, job: Job, progress: JobContext) -> None:
     where = deliver(box, settings, printer, films[done:], progress, printed)
     if spool:
         shutil.rmtree(spool, ignore_errors=True)  # printed: the spooled copy has done its job
-    box.bus.publish("print.done", printer=printer.name, films=len(films), job=job.id)
+    box.bus.publish(
+        "print.done", printer=printer.name, films=len(films), job=job.id, studies=_studies(films)
+    )
     summary = f"{len(films)} film(s) printed on {printer.name}{where}"
     if skipped:
         summary += f"; {len(skipped)} left out ({skipped[0]})"
@@ -143,12 +145,16 @@ def deliver(
             notes.append(_deliver_group(box, settings, printer, group, progress,
                                         lambda n, base=out: printed(base + n)))  # fmt: skip
         except PrintError as exc:
-            box.bus.publish("print.failed", printer=printer.name, error=str(exc))
+            box.bus.publish(
+                "print.failed", printer=printer.name, error=str(exc), studies=_studies(group)
+            )
             if exc.stopped:  # the queue waits for an operator, tries are not used up
                 raise JobNotReady(str(exc), settings.retry_delay_s) from None
             raise (PermanentJobError if exc.permanent else TransientJobError)(str(exc)) from None
         except PrinterError as exc:
-            box.bus.publish("print.failed", printer=printer.name, error=str(exc))
+            box.bus.publish(
+                "print.failed", printer=printer.name, error=str(exc), studies=_studies(group)
+            )
             raise JobNotReady(str(exc), settings.retry_delay_s) from None
         out += len(group)
     notes = [n for n in notes if n]
@@ -253,6 +259,13 @@ def _by_patient_and_study(headers: list[Dataset]) -> list[list[Dataset]]:
     for ds in headers:
         groups.setdefault(_group_key(ds), []).append(ds)
     return list(groups.values())
+
+
+def _studies(films: list[Film]) -> list[str]:
+    """The Study Instance UIDs of stored images on ``films`` (the last part of their
+    group key), for the audit trail; films a modality printed to the box have none."""
+    keys = [f.group.split("|") for f in films if f.group]
+    return list(dict.fromkeys(key[2] for key in keys if len(key) == 3 and key[2]))
 
 
 def _group_key(ds: Dataset) -> tuple[str, str, str]:
