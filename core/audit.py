@@ -178,8 +178,12 @@ def who_and_what(record: dict[str, Any]) -> tuple[str, str]:
         (str(record[k]) for k in ("user", "calling_ae", "remote", "printer") if record.get(k)),
         "-",
     )
-    if record.get("peer_host") and who == record.get("calling_ae"):
-        who += f"@{str(record['peer_host']).removeprefix('::ffff:')}"
+    if record.get("peer_host"):
+        host = str(record["peer_host"]).removeprefix("::ffff:")
+        if who == record.get("calling_ae"):
+            who += f"@{host}"
+        elif who == "-":  # a node with no AE title yet: a failed TLS handshake
+            who = host
     if record.get("patient_name") or record.get("patient_id"):
         what = f"{record.get('patient_name', '')} [{record.get('patient_id', '')}]"
         studies = record.get("studies") or []
