@@ -48,6 +48,16 @@ class Peer:
     implementation_version: str = ""
     association_id: str = ""
 
+    def event_fields(self) -> dict[str, Any]:
+        """Who is asking, as events (and so the audit trail) name a peer."""
+        return {
+            "association": self.association_id,
+            "calling_ae": self.calling_ae,
+            "called_ae": self.called_ae,
+            "peer_host": self.address,
+            "peer_port": self.port,
+        }
+
 
 class DatasetSink(Protocol):
     """Where the fragments of one data set go while they arrive."""

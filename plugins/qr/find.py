@@ -279,13 +279,11 @@ class FindSCP:
         ts = request.context.transfer_syntax
         self.box.bus.publish(  # audited (PS3.15 Query) whether or not it can be answered
             "query.received",
-            calling_ae=request.peer.calling_ae,
-            called_ae=request.peer.called_ae,
-            peer_host=request.peer.address,
             sop_class_uid=request.context.abstract_syntax,
             transfer_syntax=ts,
             model=model.name,
             identifier=base64.b64encode(request.dataset.data).decode("ascii"),
+            **request.peer.event_fields(),
         )
         try:
             identifier = decode_identifier(request.dataset.data, ts)

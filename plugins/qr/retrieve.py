@@ -96,16 +96,9 @@ class RetrieveSCP:
         why = f"{peer.calling_ae} may not move to {destination} ([[remote]] move_destinations)"
         log.warning("C-MOVE refused: %s", why)
         self.box.bus.publish(
-            "security.refused",
-            association=peer.association_id,
-            permission="move",
-            command="C-MOVE-RQ",
-            why=why,
-            peer_host=peer.address,
-            peer_port=peer.port,
-            calling_ae=peer.calling_ae,
-            called_ae=peer.called_ae,
-        )
+            "security.refused", permission="move", command="C-MOVE-RQ", why=why,
+            **peer.event_fields(),
+        )  # fmt: skip
         return Reply(NOT_AUTHORIZED, fields={"ErrorComment": why[:64]})
 
     def handle_move(self, request: Request) -> Iterator[Reply]:
@@ -177,7 +170,7 @@ class RetrieveSCP:
         studies = AuditSubjects(self.box.index.engine).summarize(
             (i.sop_class_uid, i.sop_instance_uid) for i in items
         )
-        who = {"calling_ae": request.peer.calling_ae, "peer_host": request.peer.address}
+        who = request.peer.event_fields()
         self.box.bus.publish(
             "retrieve.started", verb=verb, target=target, study_summary=studies, **who
         )
