@@ -11,16 +11,18 @@ so the hot path never runs a full parse.
 from __future__ import annotations
 
 import struct
+import zlib
 from functools import cache
+from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydicom import dcmread
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
@@ -41,11 +43,19 @@ _LONG_VRS = {
 }
 _UNDEFINED = 0xFFFFFFFF
 HEAD_BYTES = 1 << 16
+# A deflated data set is inflated in memory to be walked: a few kB of deflate stream can
+# claim gigabytes, so the inflated size is bounded (real deflated objects are far smaller).
+MAX_INFLATED = 256 << 20
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
 class Truncated(ValueError):
     """The data set ends before one of its elements does."""
+
+
+class Unreadable(ValueError):
+    """The data set cannot be decoded: a corrupt deflate stream, or an element the box
+    reads whose value does not fit its VR. Like ``Truncated``, answered with C000."""
 
 
 class _Walker:
@@ -85,16 +95,19 @@ class _Walker:
                 if not in_item:
                     raise Truncated(f"stray item delimiter at byte {pos}")
                 return pos + 8
-            if self.explicit and tag >> 16 != 0xFFFE:
-                vr = self._read(pos + 4, 2)
-                if vr in _LONG_VRS:
-                    (length,) = struct.unpack(self.order + "I", self._read(pos + 8, 4))
-                    header = 12
-                else:
-                    (length,) = struct.unpack(self.order + "H", self._read(pos + 6, 2))
-                    header = 8
-            else:
+            vr = self._read(pos + 4, 2) if self.explicit and tag >> 16 != 0xFFFE else b""
+            if vr and not b"AA" <= vr <= b"ZZ":
+                # No VR at all: read the element as implicit VR, as pydicom does (for
+                # writers that switch to implicit VR inside a sequence), so that what is
+                # whole here is whole for pydicom too.
                 vr = b""
+            if vr in _LONG_VRS:
+                (length,) = struct.unpack(self.order + "I", self._read(pos + 8, 4))
+                header = 12
+            elif vr:
+                (length,) = struct.unpack(self.order + "H", self._read(pos + 6, 2))
+                header = 8
+            else:
                 (length,) = struct.unpack(self.order + "I", self._read(pos + 4, 4))
                 header = 8
             pos += header
@@ -163,19 +176,60 @@ def scan_header(
     wanted: frozenset[int],
 ) -> Dataset:
     """Check that the data set is whole and return its ``wanted`` top-level elements as a
-    Dataset (converted lazily by pydicom). Raises ``Truncated`` or pydicom's errors."""
+    Dataset (converted lazily by pydicom). Raises ``Truncated`` or ``Unreadable``."""
     ts = UID(transfer_syntax)
-    if ts.is_deflated:  # a deflated stream can only be walked by inflating it: pydicom does
-        with open(path, "rb") as f:
-            return dcmread(f, stop_before_pixels=True, defer_size=4096)
     explicit, little = ts.is_implicit_VR is False, ts.is_little_endian is not False
-    with open(path, "rb", buffering=16384) as f:
-        walker = _Walker(f, dataset_end, explicit, little, wanted)
-        walker.dataset(dataset_offset, dataset_end, in_item=False)
+    if ts.is_deflated:  # a deflated stream can only be walked once inflated
+        with open(path, "rb") as f:
+            f.seek(dataset_offset)
+            inflated = _inflate(f.read(dataset_end - dataset_offset))
+        walker = _Walker(BytesIO(inflated), len(inflated), explicit, little, wanted)
+        walker.dataset(0, len(inflated), in_item=False)
+    else:
+        with open(path, "rb", buffering=16384) as f:
+            walker = _Walker(f, dataset_end, explicit, little, wanted)
+            walker.dataset(dataset_offset, dataset_end, in_item=False)
     ds = Dataset(walker.found)
-    charset = ds.get("SpecificCharacterSet") if 0x00080005 in walker.found else None
-    ds.set_original_encoding(not explicit, little, convert_encodings(charset))
+    try:
+        charset = ds.get("SpecificCharacterSet") if 0x00080005 in walker.found else None
+        if charset is not None and not isinstance(charset, str | MultiValue):
+            # A sequence, say: pydicom cannot even read such a file back.
+            raise Unreadable("Specific Character Set is not text")
+        ds.set_original_encoding(not explicit, little, convert_encodings(charset))
+        _decode_kept(ds)
+    except Exception as exc:  # pydicom raises assorted types on a corrupt value or VR
+        raise Unreadable(f"an element cannot be decoded: {exc}") from None
     return ds
+
+
+def _inflate(data: bytes) -> bytes:
+    """A Deflated Explicit VR Little Endian data set, inflated, within MAX_INFLATED."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(data, MAX_INFLATED)
+    except zlib.error as exc:
+        raise Unreadable(f"deflated data set cannot be inflated: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise Unreadable(f"deflated data set inflates past {MAX_INFLATED >> 20} MiB")
+    if not inflater.eof:
+        raise Truncated("deflated data set ends before its deflate stream does")
+    return inflated
+
+
+def _decode_kept(ds: Dataset) -> None:
+    """Decode now every kept element that ``value_of`` does not read raw (and what kept
+    sequences hold), so that a corrupt value or VR is refused here, as data (C000), and
+    not raised where the index reads it. pydicom keeps what it decoded: no work twice."""
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag)
+        vr = element.VR if isinstance(element, RawDataElement) else None
+        if (vr or dictionary_VR(tag)) in _ASCII_VRS:
+            continue
+        decoded = ds[tag]
+        if decoded.VR == "SQ":
+            for item in decoded.value:
+                for _ in item.iterall():
+                    pass
 
 
 def dataset_offset(path: Path) -> int:

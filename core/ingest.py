@@ -219,6 +219,15 @@ class Ingest:
                 copy=copies if duplicate and policy == "keep-both" else 0,
             )
         except IntegrityError:
+            known = {row["path"] for row in box.index.instance_rows(sop_instance_uid=sop_uid)}
+            if known and relpath not in known:
+                # Indexed under another study or series: a duplicate whose parent UIDs
+                # changed. The first copy is kept; the new file would be served by nothing.
+                box.store.path(relpath).unlink(missing_ok=True)
+                status = DUPLICATE if policy == "reject" else SUCCESS
+                return Outcome(
+                    status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
+                )
             # The index knows the instance but its file was gone (removed by hand): the
             # new file has just taken its place, which restores it.
             log.warning("instance %s was indexed without its file; file restored", sop_uid)
@@ -237,9 +246,14 @@ class Ingest:
 
 def _mismatch(ds: pydicom.Dataset, arrival: Arrival) -> str:
     """Why the data set does not fit what its command announced (A900), or ''."""
-    uids = {k: str(value_of(ds, k) or "").strip() for k in _REQUIRED_UIDS}
-    for keyword, uid in uids.items():
-        if not uid:
+    uids: dict[str, str] = {}
+    for keyword in _REQUIRED_UIDS:
+        value = value_of(ds, keyword)
+        if value is not None and not isinstance(value, str):
+            # A corrupt VR turns a UID into a number, a list or a sequence: no path, no row.
+            return f"data set's {keyword} is not a UID"
+        uids[keyword] = (value or "").strip()
+        if not uids[keyword]:
             return f"data set has no {keyword}"
     if arrival.sop_class_uid and uids["SOPClassUID"] != arrival.sop_class_uid:
         return f"data set SOP class {uids['SOPClassUID']} is not {arrival.sop_class_uid}"

@@ -39,3 +39,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     # pynetdicom is chatty at INFO about every association it makes as a client.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))
+    # Its value checks log a traceback for every non-ASCII AE title a peer sends, then
+    # raise; the box logs that refusal itself, so a hostile peer cannot flood the log.
+    logging.getLogger("pynetdicom.utils").setLevel(logging.CRITICAL)

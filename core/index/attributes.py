@@ -7,6 +7,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 
 from dicombox.core.header import value_of
 from dicombox.core.index import schema
@@ -114,6 +115,8 @@ def level_values(ds: Dataset, level: str) -> dict[str, Any]:
     """The column values of one level's row, read from the data set."""
     values: dict[str, Any] = {}
     request = ds.get("RequestAttributesSequence") if level == "series" else None
+    if not isinstance(request, Sequence):  # a wrong VR makes text or a number of it
+        request = None
     for column, keyword in LEVEL_COLUMNS[level].items():
         source = request[0] if column in _FROM_REQUEST_ATTRIBUTES and request else ds
         raw = value_of(source, keyword)
@@ -139,11 +142,18 @@ def level_table(level: str) -> Any:
 
 
 def _extra_json(ds: Dataset, keywords: tuple[str, ...]) -> str:
-    subset = Dataset()
+    subset: dict[str, Any] = {}
     for keyword in keywords:
-        if keyword in ds:
-            subset[keyword] = ds[keyword]
-    return json.dumps(subset.to_json_dict()) if len(subset) else "{}"
+        if keyword not in ds:
+            continue
+        try:
+            element = ds[keyword]
+            subset[f"{element.tag:08X}"] = element.to_json_dict(None, 1024)
+        except Exception:
+            # A received value its VR cannot express (values are stored unchecked): C-FIND
+            # does not return it, and the instance is indexed all the same.
+            continue
+    return json.dumps(subset) if subset else "{}"
 
 
 def _tags_of(keywords: set[str]) -> frozenset[int]:

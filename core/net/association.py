@@ -198,7 +198,12 @@ class AssociationAcceptor:
         }
         proposed = rq.presentation_context_definition_list
         supported, self.offers = self.registry.acceptor_contexts(called, proposed)
-        results, role_replies = negotiate_as_acceptor(proposed, supported, roles or None)
+        try:
+            results, role_replies = negotiate_as_acceptor(proposed, supported, roles or None)
+        except Exception as exc:  # pynetdicom trusts each context to have its syntaxes
+            raise pdu.ProtocolError(
+                f"malformed presentation context ({exc})", pdu.REASON_INVALID_PARAMETER
+            ) from None
         for cx in results:
             if cx.result == 0:
                 self.contexts[int(cx.context_id)] = AcceptedContext(
@@ -450,6 +455,8 @@ class AssociationAcceptor:
             if message.command.has_dataset:
                 message.sink = self._open_sink(message)
                 return
+            if message.command.field in commands.DATASET_REQUIRED:
+                raise pdu.ProtocolError(f"{message.command.name} without its data set")
         elif message.sink is not None:
             message.sink.close()
         self._message = None
@@ -480,6 +487,8 @@ class AssociationAcceptor:
                 log.info("association %s: unsolicited %s ignored", self.id, command.name)
             return
         if self._handling:
+            if message.sink is not None:  # no handler will take its data set: keep nothing
+                message.sink.discard()
             raise pdu.ProtocolError("a second request arrived while one was in progress")
         offer = self.offers.get(message.context.abstract_syntax)
         handler = offer.service.handlers.get(command.field) if offer else None

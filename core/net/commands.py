@@ -52,6 +52,9 @@ COMMAND_NAMES = {
 }
 
 NO_DATASET = 0x0101  # Command Data Set Type value meaning "no data set follows"
+# Requests that always carry a data set (PS3.7 §9.3, §10.3): no handler can answer one
+# without it, so its absence is a protocol error.
+DATASET_REQUIRED = frozenset({C_STORE_RQ, C_FIND_RQ, C_GET_RQ, C_MOVE_RQ, N_SET_RQ})
 
 # Tag -> (keyword, value kind). Kinds: "US", "UL", "AT" (list of tags), "UI", "AE", "LO".
 COMMAND_ELEMENTS: dict[int, tuple[str, str]] = {
@@ -168,7 +171,9 @@ def _encode_value(kind: str, value: Any) -> bytes:
         return struct.pack("<I", value)
     if kind == "AT":
         return b"".join(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in value)
-    raw = str(value).encode("ascii")
+    # A response echoes the request's UIDs and may quote the data set in ErrorComment:
+    # a peer's non-ASCII bytes (decoded as U+FFFD) go back as "?", never an exception.
+    raw = str(value).encode("ascii", "replace")
     if len(raw) % 2:
         raw += b"\x00" if kind == "UI" else b" "
     return raw

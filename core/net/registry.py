@@ -52,10 +52,13 @@ class ServiceRegistry:
         """The pynetdicom contexts to negotiate against, and the offers they came from,
         including promiscuous acceptance of unknown abstract syntaxes."""
         base = self.offers_for(called_ae)
-        if called_ae not in self._contexts:  # building contexts validates every UID: do it once
-            self._contexts[called_ae] = [_context(o.context) for o in base.values()]
+        # Keyed by the table used, not the title asked for: with accept_any_called_ae a
+        # peer cycling through made-up titles must not grow the cache.
+        table = called_ae if called_ae in self._by_ae else self.default_ae
+        if table not in self._contexts:  # building contexts validates every UID: do it once
+            self._contexts[table] = [_context(o.context) for o in base.values()]
         offers = dict(base)
-        contexts = list(self._contexts[called_ae])
+        contexts = list(self._contexts[table])
         for rq in proposed:
             uid = str(rq.abstract_syntax)
             if uid in offers:
