@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -168,7 +169,9 @@ class InstanceStore:
         self.studies = root / "studies"
         for d in (self.tmp, self.studies):
             d.mkdir(parents=True, exist_ok=True)
-        self._counter = 0
+        # Association threads call begin() at once: next() on a count is atomic where
+        # "+= 1" is not, and two threads given one name failed the second's O_EXCL open.
+        self._counter = itertools.count(1)
         self._flusher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
 
     def free_bytes(self) -> int:
@@ -181,8 +184,7 @@ class InstanceStore:
     def begin(self, header: bytes) -> IncomingFile:
         if not self.has_room():
             raise StoreFull(f"free space is below the {self.reserve_bytes >> 20} MB reserve")
-        self._counter += 1
-        name = f"{os.getpid()}-{id(self)}-{self._counter}.part"
+        name = f"{os.getpid()}-{id(self)}-{next(self._counter)}.part"
         return IncomingFile(self.tmp / name, header, self._flusher)
 
     def relpath_for(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
