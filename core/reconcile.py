@@ -41,7 +41,7 @@ def reconcile(box: Box) -> ReconcileReport:
         try:
             ds = read_stored_header(path, box.index.header_tags)
             copy = copy_number(path)
-            box.index.add_instance(
+            stored = box.index.add_instance(
                 ds,
                 path=relpath,
                 size=path.stat().st_size,
@@ -56,6 +56,15 @@ def reconcile(box: Box) -> ReconcileReport:
             os.replace(path, target)
             log.warning("moved %s to quarantine: %s", relpath, exc)
             report.quarantined += 1
+            continue
+        # A stop between the file's fsync and its index row also cut off the routes
+        # (forward, burn, print): run them now, as ingest would have. The sender got no
+        # answer and sends it again, but to the store that is a duplicate and routes
+        # nothing.
+        try:
+            box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
+        except Exception:
+            log.exception("the routes of re-indexed %s failed", relpath)
     return report
 
 
