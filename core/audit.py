@@ -71,6 +71,8 @@ AUDITED_TOPICS = {
     "retrieve.done": "retrieve",
     "audit.read": "audit-log-used",
 }
+# Records kept in memory while the audit file cannot be written (a full volume).
+BACKLOG_BYTES = 4 << 20
 # The record written at an association's end for what it brought, per patient.
 TRANSFERRED = "instances-transferred"
 
@@ -83,6 +85,8 @@ class AuditTrail:
         self.path = directory / "audit.jsonl"
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._lock = threading.Lock()
+        self._backlog = bytearray()  # records not yet written (the volume is full)
+        self._failing = False
         config = config or Config()
         self.site = Site(
             config.box.ae_title,
@@ -124,15 +128,41 @@ class AuditTrail:
         return record
 
     def _write(self, records: list[dict[str, Any]]) -> None:
+        """Append the records. While the volume is full (or failing) they wait in memory,
+        up to BACKLOG_BYTES, and go out with the first write that succeeds again: the box
+        keeps working through a full disk, and its trail keeps what happened meanwhile."""
         data = "".join(json.dumps(r, default=str) + "\n" for r in records).encode("utf-8")
         with self._lock:
-            os.write(self._fd, data)
+            self._backlog += data
+            try:
+                while self._backlog:
+                    del self._backlog[: os.write(self._fd, self._backlog)]
+            except OSError as exc:
+                self._hold_back(exc)
+                return
+            if self._failing:
+                self._failing = False
+                log.warning("audit trail: writing again; the records kept meanwhile are in")
+
+    def _hold_back(self, exc: OSError) -> None:
+        if not self._failing:
+            self._failing = True
+            log.error("audit trail: cannot write %s (%s); keeping records in memory", self.path,
+                      exc.strerror)  # fmt: skip
+        excess = len(self._backlog) - BACKLOG_BYTES
+        if excess > 0:  # the oldest whole records go, and the log says so
+            cut = self._backlog.find(b"\n", excess) + 1 or len(self._backlog)
+            lost = self._backlog[:cut].count(b"\n")
+            del self._backlog[:cut]
+            log.error("audit trail: %d record(s) dropped, the volume is still full", lost)
 
     def close(self) -> None:
         with self._events_lock:
             pending = self.events.pending()
-        if pending:
-            self._write(self._records_of(pending, os.getpid()))
+        self._write(self._records_of(pending, os.getpid()))  # and a last try for the backlog
+        if self._backlog:
+            log.error("audit trail: %d record(s) could not be written before the stop",
+                      self._backlog.count(b"\n"))  # fmt: skip
         if self.syslog is not None:
             self.syslog.close()
         os.close(self._fd)

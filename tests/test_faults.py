@@ -9,6 +9,8 @@ half-written is indexed or left behind, and queued jobs resume and finish.
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
 import random
 import socket
@@ -25,6 +27,8 @@ import pytest
 from pydicom.fileset import FileSet
 from pydicom.uid import CTImageStorage
 
+from dicombox.core.audit import AuditTrail
+from dicombox.core.events import Event
 from dicombox.core.net import pdu
 from dicombox.core.store import InstanceStore
 from tests.conftest import require
@@ -314,6 +318,33 @@ def test_disk_full_mid_study_refuses_a700_and_keeps_what_it_acknowledged(small_v
     assert [store(sock, inst) for inst in refused[:3]] == [0, 0, 0]
     rawclient.release(sock)
     assert_intact(box, acknowledged | {i.sop_instance_uid: i for i in refused[:3]})
+    audit = box.data_dir / "audit" / "audit.jsonl"
+    wait_for(lambda: refused[-1].sop_instance_uid in audit.read_text(), 30, "the held records")
+    lines = audit.read_text().splitlines()
+    rejected = {json.loads(line).get("sop_instance_uid") for line in lines}
+    assert {i.sop_instance_uid for i in refused} <= rejected  # each refusal, while full
+
+
+def test_the_audit_trail_holds_its_records_while_the_volume_is_full(small_volume, caplog):
+    trail = AuditTrail(small_volume / "audit")
+    ballast = small_volume / "ballast"
+    with ballast.open("wb") as f:  # fill the volume to the last byte
+        try:
+            while True:
+                f.write(b"\xff" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+    with caplog.at_level(logging.WARNING, logger="dicombox.audit"):
+        for n in range(50):  # would raise ENOSPC into the publisher
+            trail(Event("instance.deleted", {"sop_instance_uid": f"1.2.{n}"}))
+        assert "audit trail: cannot write" in caplog.text
+        ballast.unlink()
+        trail(Event("instance.deleted", {"sop_instance_uid": "1.2.50"}))
+        assert "audit trail: writing again" in caplog.text
+    trail.close()
+    records = [json.loads(line) for line in trail.path.read_text().splitlines()]
+    assert [r["sop_instance_uid"] for r in records] == [f"1.2.{n}" for n in range(51)]
 
 
 # --------------------------------------------------------------- peers that misbehave
