@@ -31,6 +31,9 @@ DUPLICATE = 0x0111
 OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+# What reading a received data set raises when the bytes are not a data set: C000.
+DATA_REJECTIONS = (InvalidDicomError, Truncated, ValueError, EOFError, KeyError, OSError,
+                   struct.error)  # fmt: skip
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 
@@ -122,15 +125,7 @@ class Ingest:
             return Outcome(OUT_OF_RESOURCES, "the data volume filled up while receiving")
         try:
             ds = self._scan(sink, arrival)
-        except (
-            InvalidDicomError,
-            Truncated,
-            ValueError,
-            EOFError,
-            KeyError,
-            OSError,
-            struct.error,
-        ) as exc:
+        except DATA_REJECTIONS as exc:
             sink.discard()
             return Outcome(CANNOT_UNDERSTAND, f"data set cannot be parsed: {exc}")
         problem = _mismatch(ds, arrival)

@@ -38,7 +38,6 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from pydicom import config as pydicom_config
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.pdu import A_ASSOCIATE_AC as AcPdu
@@ -55,6 +54,7 @@ from dicombox.core.header import (
 from dicombox.core.index.attributes import INDEXED_TAGS, level_values
 from dicombox.core.ingest import (
     CANNOT_UNDERSTAND,
+    DATA_REJECTIONS,
     DATASET_MISMATCH,
     DUPLICATE,
     SUCCESS,
@@ -94,16 +94,6 @@ FUZZ = settings(
 )
 # One example taking this long is a hang in the making, not a slow machine.
 EXAMPLE_SECONDS = 10.0
-# What ``Ingest._take`` answers C000 for: a data set that cannot be parsed.
-DATA_REJECTIONS = (
-    InvalidDicomError,
-    Truncated,
-    ValueError,
-    EOFError,
-    KeyError,
-    OSError,
-    struct.error,
-)
 ANSWERS = (SUCCESS, DUPLICATE, CANNOT_UNDERSTAND, DATASET_MISMATCH)
 UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 LEVELS = ("patient", "study", "series", "instance")

@@ -26,13 +26,6 @@ from pathlib import Path
 
 import pydicom
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from pynetdicom.pdu import A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    MaximumLengthNotification,
-)
-from pynetdicom.presentation import build_context
 
 from dicombox.core.net import commands, pdu
 from tests.support import rawclient
@@ -127,21 +120,7 @@ def associate(
     loaded cores can take a while) and hands back a rejection's reasons."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = calling
-    primitive.called_ae_title = called
-    cx = build_context(abstract_syntax, [ExplicitVRLittleEndian])
-    cx.context_id = 1
-    primitive.presentation_context_definition_list = [cx]
-    length = MaximumLengthNotification()
-    length.maximum_length_received = 0
-    impl = ImplementationClassUIDNotification()
-    impl.implementation_class_uid = "1.2.826.0.1.3680043.9.9999"
-    primitive.user_information = [length, impl]
-    rq = A_ASSOCIATE_RQ()
-    rq.from_primitive(primitive)
-    sock.sendall(rq.encode())
+    sock.sendall(rawclient.associate_rq(abstract_syntax, ExplicitVRLittleEndian, calling, called))
     pdu_type, body = rawclient.read_pdu(sock)
     return sock, Answer(pdu_type, body)
 

@@ -23,16 +23,10 @@ def connect(port: int, timeout: float = 10) -> socket.socket:
     return sock
 
 
-def associate(
-    port: int,
-    abstract_syntax: str,
-    transfer_syntax: str,
-    calling: str = "RAWSCU",
-    called: str = "DICOMBOX",
-) -> tuple[socket.socket, int]:
-    """Open an association with one presentation context (id 1); returns the socket and
-    the PDU type of the answer (2 = accepted)."""
-    sock = connect(port)
+def associate_rq(
+    abstract_syntax: str, transfer_syntax: str, calling: str = "RAWSCU", called: str = "DICOMBOX"
+) -> bytes:
+    """An A-ASSOCIATE-RQ with one presentation context (id 1) and no maximum PDU."""
     primitive = A_ASSOCIATE()
     primitive.application_context_name = "1.2.840.10008.3.1.1.1"
     primitive.calling_ae_title = calling
@@ -47,7 +41,20 @@ def associate(
     primitive.user_information = [length, impl]
     rq = A_ASSOCIATE_RQ()
     rq.from_primitive(primitive)
-    sock.sendall(rq.encode())
+    return bytes(rq.encode())
+
+
+def associate(
+    port: int,
+    abstract_syntax: str,
+    transfer_syntax: str,
+    calling: str = "RAWSCU",
+    called: str = "DICOMBOX",
+) -> tuple[socket.socket, int]:
+    """Open an association with one presentation context (id 1); returns the socket and
+    the PDU type of the answer (2 = accepted)."""
+    sock = connect(port)
+    sock.sendall(associate_rq(abstract_syntax, transfer_syntax, calling, called))
     pdu_type, body = read_pdu(sock)
     if pdu_type == pdu.A_ASSOCIATE_AC:
         # The context result sits in the AC's presentation context item (0x21): byte 2.
