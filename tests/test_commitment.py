@@ -190,8 +190,11 @@ class CommittingArchive:
             threading.Timer(0.3, self.report_on_new_association, (report,)).start()
         return 0x0000, None
 
+    reporter = "ARCHIVE"  # the AE title its report comes from
+    report_status: int | None = None  # what the box answered the N-EVENT-REPORT
+
     def report_on_new_association(self, report: Dataset) -> None:
-        ae = AE(ae_title="ARCHIVE")
+        ae = AE(ae_title=self.reporter)
         ae.add_requested_context(PUSH_MODEL)
         assoc = ae.associate(
             "127.0.0.1",
@@ -200,7 +203,8 @@ class CommittingArchive:
             ext_neg=[build_role(PUSH_MODEL, scp_role=True)],
         )
         assert assoc.is_established
-        assoc.send_n_event_report(report, 1, PUSH_MODEL, PUSH_MODEL_INSTANCE)
+        status, _ = assoc.send_n_event_report(report, 1, PUSH_MODEL, PUSH_MODEL_INSTANCE)
+        self.report_status = int(status.Status)
         assoc.release()
 
 
@@ -242,6 +246,33 @@ def test_scu_takes_the_report_on_a_new_association(make_box, tmp_path):
     # and will find nothing left to ask for.
     states = {j["kind"]: j["state"] for j in jobs(box)}
     assert states == {"forward": "done", "commit-request": "done", "commit-timeout": "queued"}
+
+
+class SpoofedReport(CommittingArchive):
+    """Its report comes from another AE title than the remote that was asked."""
+
+    reporter = "INTRUDER"
+
+
+def test_a_report_from_another_ae_commits_nothing(make_box, tmp_path):
+    """Committed instances may be deleted by the watermark: only the remote asked may
+    say they are committed."""
+    require("storescu")
+    port = free_port()
+    box = make_box(
+        remote("pacs", port, extra="commit = true\ncommit_delay_s = 0.2")
+        + routed("pacs")
+        + "[commitment]\nreport_wait_s = 0\n"
+    )
+    archive = SpoofedReport(port, on_new_association_to=box.port)
+    try:
+        stored_pairs(box, tmp_path, 2)
+        wait_for(lambda: archive.report_status is not None)
+    finally:
+        archive.server.shutdown()
+    assert archive.report_status == 0x0124
+    assert set(delivery_states(box).values()) == {"requested"}
+    assert "INTRUDER reported on a commitment asked of pacs" in box.output()
 
 
 class SilentArchive(CommittingArchive):

@@ -36,6 +36,7 @@ log = logging.getLogger("dicombox.commitment")
 SUCCESS = 0x0000
 NO_SUCH_ACTION, NO_SUCH_INSTANCE, MISSING_ATTRIBUTE = 0x0123, 0x0117, 0x0120
 PROCESSING_FAILURE = 0x0110
+NOT_AUTHORIZED = 0x0124
 REPORT_JOB, AFTER_BURN_JOB = "commit-report", "commit-after-burn"
 MEDIA = "media"  # the deliveries "remote" under which burned instances are recorded
 
@@ -134,7 +135,13 @@ class CommitmentSCP:
             log.warning("commitment report from %s unreadable: %s", request.peer.calling_ae, exc)
             yield Reply(PROCESSING_FAILURE)
             return
-        record_report(self.box, ds)
+        if why := record_report(self.box, ds, request.peer.calling_ae):
+            self.box.bus.publish(
+                "security.refused", permission="commit", command="N-EVENT-REPORT-RQ", why=why,
+                **request.peer.event_fields(),
+            )  # fmt: skip
+            yield Reply(NOT_AUTHORIZED, fields={"ErrorComment": why[:64]})
+            return
         yield Reply(SUCCESS, fields={"EventTypeID": request.command.EventTypeID})
 
 

@@ -58,13 +58,20 @@ def on_forward_done(box: Box, settings: CommitmentSection, event: Event) -> None
         )
 
 
-def _mark(box: Box, remote: str, uids: list[str], **values: Any) -> None:
+def _mark(box: Box, remote: str, uids: list[str], transaction: str = "", **values: Any) -> None:
+    """Set ``values`` on the deliveries of ``uids`` to ``remote`` (only those asked in
+    ``transaction``, when given: a report speaks for its own request alone)."""
     d = schema.deliveries
+    only = [d.c.transaction_uid == transaction] if transaction else []
     with write_transaction(box.index.engine) as conn:
         for start in range(0, len(uids), 500):
             conn.execute(
                 update(d)
-                .where(d.c.remote == remote, d.c.sop_instance_uid.in_(uids[start : start + 500]))
+                .where(
+                    d.c.remote == remote,
+                    d.c.sop_instance_uid.in_(uids[start : start + 500]),
+                    *only,
+                )
                 .values(updated_at=time.time(), **values)
             )
 
@@ -123,8 +130,11 @@ def run_request(box: Box, settings: CommitmentSection, job: Job, progress: JobCo
         progress(f"waiting for {remote.name}'s report on transaction {transaction}")
 
 
-def record_report(box: Box, report: Dataset) -> None:
-    """Mark what a commitment report says, by its Transaction UID."""
+def record_report(box: Box, report: Dataset, caller: str = "") -> str:
+    """Mark what a commitment report says, by its Transaction UID; returns why it was
+    refused, or "". ``caller``: the AE title that brought it on an association of its
+    own, which must be the remote asked. A committed instance may be deleted by the
+    watermark, so no one else may say so."""
     transaction = str(report.get("TransactionUID", ""))
     d = schema.deliveries
     with box.index.engine.connect() as conn:
@@ -133,15 +143,22 @@ def record_report(box: Box, report: Dataset) -> None:
         ).scalar()
     if remote is None:
         log.warning("commitment report for unknown transaction %r ignored", transaction)
-        return
+        return ""
+    asked = box.config.remote_named(remote)
+    if caller and (asked is None or asked.ae_title != caller):
+        why = f"{caller} reported on a commitment asked of {remote}"
+        log.warning("commitment report refused: %s", why)
+        return why
     committed = [uid for _, uid in references(report)]
     failed = [
         (str(i.get("ReferencedSOPInstanceUID", "")), int(i.get("FailureReason", 0x0110)))
         for i in report.get("FailedSOPSequence", [])
     ]
-    _mark(box, remote, committed, state=COMMITTED, detail="")
-    for uid, why in failed:
-        _mark(box, remote, [uid], state=REFUSED, detail=f"failure reason 0x{why:04X}")
+    _mark(box, remote, committed, transaction, state=COMMITTED, detail="")
+    for uid, reason in failed:
+        _mark(
+            box, remote, [uid], transaction, state=REFUSED, detail=f"failure reason 0x{reason:04X}"
+        )
     box.bus.publish(
         "commitment.reported",
         remote=remote,
@@ -156,6 +173,7 @@ def record_report(box: Box, report: Dataset) -> None:
         len(failed),
         transaction,
     )
+    return ""
 
 
 def run_timeout(box: Box, settings: CommitmentSection, job: Job, progress: JobContext) -> None:
