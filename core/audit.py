@@ -133,6 +133,9 @@ class AuditTrail:
         keeps working through a full disk, and its trail keeps what happened meanwhile."""
         data = "".join(json.dumps(r, default=str) + "\n" for r in records).encode("utf-8")
         with self._lock:
+            if self._fd < 0:  # closed: a late publisher must not write to a reused descriptor
+                log.warning("audit trail closed; %d record(s) after it dropped", len(records))
+                return
             self._backlog += data
             try:
                 while self._backlog:
@@ -165,7 +168,9 @@ class AuditTrail:
                       self._backlog.count(b"\n"))  # fmt: skip
         if self.syslog is not None:
             self.syslog.close()
-        os.close(self._fd)
+        with self._lock:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _syslog_sender(config: Config) -> SyslogSender | None:

@@ -214,29 +214,39 @@ class Ingest:
                 copy=copies if duplicate and policy == "keep-both" else 0,
             )
         except IntegrityError:
-            known = {row["path"] for row in box.index.instance_rows(sop_instance_uid=sop_uid)}
-            if known and relpath not in known:
-                # Indexed under another study or series: a duplicate whose parent UIDs
-                # changed. The first copy is kept; the new file would be served by nothing.
-                box.store.path(relpath).unlink(missing_ok=True)
-                status = DUPLICATE if policy == "reject" else SUCCESS
-                return Outcome(
-                    status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
-                )
-            # The index knows the instance but its file was gone (removed by hand): the
-            # new file has just taken its place, which restores it.
-            log.warning("instance %s was indexed without its file; file restored", sop_uid)
-            return Outcome(SUCCESS, "", {"path": relpath, "restored": True})
+            try:
+                known = {r["path"] for r in box.index.instance_rows(sop_instance_uid=sop_uid)}
+            except Exception as exc:
+                return self._unindexed(relpath, duplicate, sop_uid, exc)
+            if relpath in known:
+                # The index knows the instance but its file was gone (removed by hand):
+                # the new file has just taken its place, which restores it.
+                log.warning("instance %s was indexed without its file; file restored", sop_uid)
+                return Outcome(SUCCESS, "", {"path": relpath, "restored": True})
+            if not known:  # no row for it after all: the write lost a race, say so
+                return self._unindexed(relpath, duplicate, sop_uid, "no row was written")
+            # Indexed under another study or series: a duplicate whose parent UIDs
+            # changed. The first copy is kept; the new file would be served by nothing.
+            box.store.path(relpath).unlink(missing_ok=True)
+            status = DUPLICATE if policy == "reject" else SUCCESS
+            return Outcome(
+                status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
+            )
         except Exception as exc:  # the index is down or locked past its timeout
-            log.exception("indexing %s failed", sop_uid)
-            if not duplicate:
-                box.store.path(relpath).unlink(missing_ok=True)
-            return Outcome(OUT_OF_RESOURCES, f"index unavailable: {exc}")
+            return self._unindexed(relpath, duplicate, sop_uid, exc)
         box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
         extra = {"path": relpath, "study_instance_uid": stored.study_instance_uid}
         if duplicate:
             extra["duplicate"] = True
         return Outcome(SUCCESS, "", extra)
+
+    def _unindexed(self, relpath: str, duplicate: bool, sop_uid: str, why: object) -> Outcome:
+        """The file is placed but has no index row: never acknowledge it (A700); the new
+        file goes, unless it replaced a copy the index still points to."""
+        log.error("instance %s could not be indexed: %s", sop_uid, why)
+        if not duplicate:
+            self.box.store.path(relpath).unlink(missing_ok=True)
+        return Outcome(OUT_OF_RESOURCES, f"index unavailable: {why}")
 
 
 def _mismatch(ds: pydicom.Dataset, arrival: Arrival) -> str:
