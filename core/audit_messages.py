@@ -8,6 +8,7 @@ Which box event becomes which message is decided in ``audit_events``.
 from __future__ import annotations
 
 import base64
+import re
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -153,10 +154,10 @@ def _object(root: ET.Element, o: ParticipantObject) -> None:
         attrs["ParticipantObjectTypeCodeRole"] = o.role
     element = ET.SubElement(root, "ParticipantObjectIdentification", attrs)
     _coded(element, "ParticipantObjectIDTypeCode", o.id_type)
-    if o.name:
-        ET.SubElement(element, "ParticipantObjectName").text = o.name
-    elif o.query is not None:
+    if o.query is not None and not o.name:
         ET.SubElement(element, "ParticipantObjectQuery").text = base64.b64encode(o.query).decode()
+    else:  # the schema wants a name or a query; an object without a name goes by its ID
+        ET.SubElement(element, "ParticipantObjectName").text = o.name or o.object_id
     for kind, value in o.details:
         ET.SubElement(
             element,
@@ -196,4 +197,18 @@ def to_xml(message: AuditMessage, source_id: str) -> str:
     ET.SubElement(source, "AuditSourceTypeCode", {"csd-code": "4"})
     for participant_object in message.objects:
         _object(root, participant_object)
+    for element in root.iter():  # peers' text (reasons, names) may hold control characters
+        if element.text:
+            element.text = _xml_safe(element.text)
+        for key, value in element.attrib.items():
+            element.attrib[key] = _xml_safe(value)
     return ET.tostring(root, encoding="unicode")
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """Without the characters XML 1.0 cannot hold, which would make a collector refuse
+    the whole message."""
+    return _NOT_XML.sub("?", text)

@@ -9,6 +9,7 @@ The local audit log has every record whatever happens here.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -157,7 +158,16 @@ class SyslogSender:
                 data = self._queue[0]
             try:
                 self._deliver(data)
-            except (OSError, ssl.SSLError) as exc:
+            except Exception as exc:  # down, refused, or unresolvable: back off, retry
+                if getattr(exc, "errno", None) == errno.EMSGSIZE:  # this frame never fits
+                    log.warning(
+                        "audit syslog %s: a %d-byte message is too big for UDP; dropped "
+                        "(the local trail has it)",
+                        self.target,
+                        len(data),
+                    )
+                    self._drop(data)
+                    continue
                 self._disconnect()
                 self._went_down(exc)
                 with self._wake:
@@ -173,6 +183,12 @@ class SyslogSender:
                 self.sent += 1
                 self._wake.notify_all()
             self._came_back()
+
+    def _drop(self, data: bytes) -> None:
+        with self._wake:
+            if self._queue and self._queue[0] is data:
+                self._queue.popleft()
+            self._wake.notify_all()
 
     def _deliver(self, data: bytes) -> None:
         if self._sock is None:

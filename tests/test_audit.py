@@ -371,6 +371,24 @@ def test_udp_syslog_gets_rfc5424_frames(make_box, udp_collector, tmp_path: Path)
     assert participant(alert["xml"], "INTRUDER").attrib["UserIsRequestor"] == "true"
 
 
+def test_a_message_too_big_for_udp_is_dropped_and_the_rest_go(make_box, udp_collector) -> None:
+    require("findscu", "echoscu")
+    port, frames = udp_collector
+    box = make_box(f'[audit]\nsyslog = "udp://127.0.0.1:{port}"\n')
+    collect(frames, lambda f: event_id(f) == "110100")
+    # A query's identifier travels in its message: 70 kB of it cannot fit a datagram.
+    huge = run(
+        ["findscu", "-S", "-aec", "DICOMBOX", "-k", "QueryRetrieveLevel=STUDY",
+         "-k", "PatientName=" + "A" * 70000, "127.0.0.1", box.port]
+    )  # fmt: skip
+    assert huge.returncode == 0, huge.stdout + huge.stderr
+    run(["echoscu", "-aet", "INTRUDER2", "-aec", "NOTUS", "127.0.0.1", box.port])
+    alert = collect(frames, lambda f: event_id(f) == "110113")  # the next one still came
+    participant(alert["xml"], "INTRUDER2")  # raises when it is not this one
+    assert "too big for UDP; dropped" in box.output()
+    assert [r for r in records(box) if r["event"] == "query"]  # the local trail has it
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A throwaway CA and a collector certificate it signed, for 127.0.0.1."""
