@@ -28,6 +28,9 @@ class ConfigError(ValueError):
 # What a calling AE may ask of the box, by the name [[remote]] services uses. C-ECHO is
 # not among them: anyone the association policy lets in may verify.
 SERVICE_PERMISSIONS = ("store", "query", "move", "get", "worklist", "mpps", "commit", "print")
+# Earlier names still understood: configurations written before permissions were
+# enforced said "find".
+SERVICE_ALIASES = {"find": "query"}
 
 
 @dataclass(frozen=True)
@@ -214,12 +217,6 @@ class Config:
     def remote_by_ae(self, ae_title: str) -> list[RemoteSection]:
         return [r for r in self.remote if r.ae_title == ae_title]
 
-    def may_move_to(self, caller_ae: str, destination_ae: str) -> bool:
-        """May ``caller_ae`` C-MOVE to ``destination_ae`` ([[remote]] move_destinations)?
-        A caller that is no [[remote]], or one without a list, may move to any."""
-        limits = [r.move_destinations for r in self.remote_by_ae(caller_ae)]
-        return not limits or any(not allowed or destination_ae in allowed for allowed in limits)
-
     def with_overrides(self, **box_overrides: Any) -> Config:
         """A copy with some [box] keys replaced (the CLI's --ae-title, --port …)."""
         given = {k: v for k, v in box_overrides.items() if v is not None}
@@ -383,7 +380,7 @@ def _check_core(config: Config) -> None:
 
 def _check_services(key: str, services: list[str]) -> None:
     for name in services:
-        if name not in SERVICE_PERMISSIONS:
+        if SERVICE_ALIASES.get(name, name) not in SERVICE_PERMISSIONS:
             raise ConfigError(
                 f"{key} has {name!r}; expected some of {', '.join(SERVICE_PERMISSIONS)}"
             )

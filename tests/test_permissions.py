@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
+from dicombox.core.config import parse_config
+from dicombox.core.net.policy import AssociationPolicy
 from tests.conftest import require
 from tests.support.boxproc import RunningBox, run_cli
 from tests.support.peers import free_port, popen, run, storescu
@@ -223,7 +225,7 @@ def test_a_stranger_may_echo_and_store_but_not_query(locked_box, tmp_path):
 @pytest.mark.parametrize(
     ("remote", "error"),
     [
-        ('services = ["store", "find"]', "services has 'find'; expected some of store, query"),
+        ('services = ["store", "search"]', "services has 'search'; expected some of store, query"),
         ('move_destinations = ["NOBODY"]', "move_destinations has 'NOBODY'"),
     ],
 )
@@ -235,3 +237,12 @@ def test_config_check_names_a_bad_permission(tmp_path, remote, error):
     result = run_cli("config", "check", str(config))
     assert result.returncode != 0
     assert error in result.stdout + result.stderr
+
+
+def test_the_earlier_name_find_still_means_query(tmp_path):
+    remote = {"name": "x", "ae_title": "X", "host": "127.0.0.1", "port": 104}
+    config = parse_config({"remote": [{**remote, "services": ["store", "find"]}]})
+    assert AssociationPolicy(config, {"DICOMBOX"}).permissions("X", "127.0.0.1") == {
+        "store",
+        "query",
+    }

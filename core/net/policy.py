@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicombox.core.config import Config
+from dicombox.core.config import SERVICE_ALIASES, Config, RemoteSection
 
 # A-ASSOCIATE-RJ values (PS3.8 §9.3.4)
 REJECTED_PERMANENT = 1
@@ -86,12 +86,27 @@ class AssociationPolicy:
         """What this caller may ask of the box (``[[remote]] services``): the union over
         the [[remote]]s with its AE title (those at its address, where the host is
         checked); ``unknown_caller_services`` when it is no [[remote]]."""
-        known = self.config.remote_by_ae(calling_ae)
-        if self.config.network.check_caller_host:
-            known = [r for r in known if _same_host(r.host, peer_host)]
-        if not known:
-            return frozenset(self.config.network.unknown_caller_services)
-        return frozenset(name for r in known for name in r.services)
+        known = remotes_of(self.config, calling_ae, peer_host)
+        names = self.config.network.unknown_caller_services if not known else [
+            name for r in known for name in r.services
+        ]  # fmt: skip
+        return frozenset(SERVICE_ALIASES.get(name, name) for name in names)
+
+
+def remotes_of(config: Config, calling_ae: str, peer_host: str) -> list[RemoteSection]:
+    """The [[remote]]s a caller is: those with its AE title (and at its address, where
+    ``check_caller_host`` says the host is checked)."""
+    known = config.remote_by_ae(calling_ae)
+    if config.network.check_caller_host:
+        known = [r for r in known if _same_host(r.host, peer_host)]
+    return known
+
+
+def may_move_to(config: Config, calling_ae: str, peer_host: str, destination_ae: str) -> bool:
+    """May this caller C-MOVE to ``destination_ae`` (``[[remote]] move_destinations``)?
+    One that is no [[remote]], or whose [[remote]] has no list, may move to any."""
+    limits = [r.move_destinations for r in remotes_of(config, calling_ae, peer_host)]
+    return not limits or any(not allowed or destination_ae in allowed for allowed in limits)
 
 
 def _same_host(configured: str, actual: str) -> bool:

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from dicombox.core.audit_subjects import AuditSubjects
 from dicombox.core.box import Box
 from dicombox.core.net.outbound import AssociationFailed, Proposal, RequestorAssociation
+from dicombox.core.net.policy import may_move_to
 from dicombox.core.net.requestor import destination_of
 from dicombox.core.net.sending import StoredFile, syntaxes_to_offer
 from dicombox.core.net.service import Reply, Request
@@ -109,7 +110,8 @@ class RetrieveSCP:
             log.warning("C-MOVE from %s to unknown destination %r", request.peer.calling_ae, name)
             yield Reply(UNKNOWN_DESTINATION, fields={"ErrorComment": f"unknown destination {name}"})
             return
-        if not self.box.config.may_move_to(request.peer.calling_ae, name):
+        peer = request.peer
+        if not may_move_to(self.box.config, peer.calling_ae, peer.address, name):
             yield self._refuse_destination(request, name)
             return
         items, refusal = self._refusal(request, model)
