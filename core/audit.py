@@ -94,8 +94,6 @@ class AuditTrail:
             os.getpid(),
             {r.name: (r.ae_title, r.host) for r in config.remote},
         )
-        # The association threads share the counts of what each association brought.
-        self._events_lock = threading.Lock()
         self.events = AuditEvents(self.site, AuditSubjects(engine) if engine else None)
         self.syslog = _syslog_sender(config)
 
@@ -104,8 +102,11 @@ class AuditTrail:
         if name is None or event.relayed:
             return
         record = {"time": event.time, "event": name, "pid": event.pid, **event.fields}
-        with self._events_lock:
+        try:
             produced = self.events.messages(event)
+        except Exception:  # an index lookup failed: the event's own record still goes in
+            log.exception("audit message for %s could not be made", event.topic)
+            produced = []
         own = [a for a in produced if not a.event]
         lines = [self._attach({**record, **a.fields}, a) for a in own] if own else [record]
         self._write(lines + self._records_of([a for a in produced if a.event], event.pid))
@@ -160,8 +161,11 @@ class AuditTrail:
             log.error("audit trail: %d record(s) dropped, the volume is still full", lost)
 
     def close(self) -> None:
-        with self._events_lock:
+        try:
             pending = self.events.pending()
+        except Exception:  # the index may be gone at stop; the trail still closes
+            log.exception("audit: the transfers still being counted could not be described")
+            pending = []
         self._write(self._records_of(pending, os.getpid()))  # and a last try for the backlog
         if self._backlog:
             log.error("audit trail: %d record(s) could not be written before the stop",

@@ -9,6 +9,7 @@ otherwise make thousands of messages for one event.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -74,6 +75,9 @@ class AuditEvents:
         self.site = site
         self.subjects = subjects
         self._received: dict[str, _Received] = {}
+        # Guards _received alone: building messages looks things up in the index, and a
+        # C-STORE's own count must never wait for that.
+        self._lock = threading.Lock()
         self._builders: dict[str, Callable[[dict[str, Any], float], list[Audited]]] = {
             "application.started": lambda f, t: self._application(f, t, am.APPLICATION_START),
             "application.stopped": lambda f, t: self._application(f, t, am.APPLICATION_STOP),
@@ -107,7 +111,9 @@ class AuditEvents:
     def pending(self) -> list[Audited]:
         """Describe every transfer still being counted (the process is ending)."""
         now = time.time()
-        return [m for key in list(self._received) for m in self._describe_received(key, {}, now)]
+        with self._lock:
+            keys = list(self._received)
+        return [m for key in keys for m in self._describe_received(key, {}, now)]
 
     # ------------------------------------------------------------------ participants
     def _box(self, requestor: bool, role: Code | None = None, ae: str = "") -> ActiveParticipant:
@@ -389,6 +395,11 @@ class AuditEvents:
     def _stored(self, f: dict[str, Any], when: float, ok: bool) -> list[Audited]:
         caller = str(f.get("calling_ae") or "")
         key = str(f.get("association") or "") or f"caller:{caller}"
+        with self._lock:  # association threads count at once; a count is a few dict steps
+            self._count(key, caller, f, when, ok)
+        return []
+
+    def _count(self, key: str, caller: str, f: dict[str, Any], when: float, ok: bool) -> None:
         received = self._received.setdefault(key, _Received(caller, when))
         # C: new to the box; U: a copy it held was replaced or added to; R: it held
         # the instance already and kept its first copy (PS3.15 A.5.3.4).
@@ -403,21 +414,22 @@ class AuditEvents:
             received.counts.setdefault((study, action, ok), Counter())[sop_class] += 1
         if not ok and len(received.failures) < 3 and f.get("reason"):
             received.failures.append(str(f["reason"]))
-        return []
 
     def _association_ended(self, f: dict[str, Any], when: float) -> list[Audited]:
         return self._describe_received(str(f.get("association") or ""), f, when)
 
     def _idle(self, now: float) -> list[Audited]:
-        stale = [
-            key
-            for key, r in self._received.items()
-            if key.startswith("caller:") and now - r.started > IDLE_TALLY_S
-        ]
+        with self._lock:
+            stale = [
+                key
+                for key, r in self._received.items()
+                if key.startswith("caller:") and now - r.started > IDLE_TALLY_S
+            ]
         return [m for key in stale for m in self._describe_received(key, {}, now)]
 
     def _describe_received(self, key: str, f: dict[str, Any], when: float) -> list[Audited]:
-        received = self._received.pop(key, None)
+        with self._lock:  # only the tally is taken under the lock; the index lookups not
+            received = self._received.pop(key, None)
         if received is None:
             return []
         if received.unplaced and self.subjects is not None:
