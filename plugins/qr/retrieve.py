@@ -176,34 +176,37 @@ class RetrieveSCP:
         self.box.bus.publish(
             "retrieve.started", verb=verb, target=target, study_summary=studies, **who
         )
-        for item in items:
-            if request.cancelled():
-                yield self._final(CANCELLED, tally, request)
-                return
-            try:
-                status = send(item)
-            except (LookupError, OSError, ValueError) as exc:
-                log.warning("%s of %s to %s failed: %s", verb, item.sop_instance_uid, target, exc)
-                status = UNABLE_SUBOPERATIONS
-            except AssociationFailed as exc:
-                log.warning("%s to %s broke off: %s", verb, target, exc)
-                tally.count(item, UNABLE_SUBOPERATIONS)
-                for rest in items[items.index(item) + 1 :]:
-                    tally.count(rest, UNABLE_SUBOPERATIONS)
-                break
-            tally.count(item, status)
-            if tally.remaining:
-                yield Reply(PENDING, fields=tally.fields())
-        self.box.bus.publish(
-            "retrieve.done",
-            verb=verb,
-            target=target,
-            study_summary=studies,
-            **who,
-            completed=tally.completed,
-            failed=tally.failed,
-            warning=tally.warning,
-        )
+        try:  # what went is audited however it ends: done, cancelled, or broken off
+            for item in items:
+                if request.cancelled():
+                    yield self._final(CANCELLED, tally, request)
+                    return
+                try:
+                    status = send(item)
+                except (LookupError, OSError, ValueError) as exc:
+                    uid = item.sop_instance_uid
+                    log.warning("%s of %s to %s failed: %s", verb, uid, target, exc)
+                    status = UNABLE_SUBOPERATIONS
+                except AssociationFailed as exc:
+                    log.warning("%s to %s broke off: %s", verb, target, exc)
+                    tally.count(item, UNABLE_SUBOPERATIONS)
+                    for rest in items[items.index(item) + 1 :]:
+                        tally.count(rest, UNABLE_SUBOPERATIONS)
+                    break
+                tally.count(item, status)
+                if tally.remaining:
+                    yield Reply(PENDING, fields=tally.fields())
+        finally:
+            self.box.bus.publish(
+                "retrieve.done",
+                verb=verb,
+                target=target,
+                study_summary=studies,
+                **who,
+                completed=tally.completed,
+                failed=tally.failed,
+                warning=tally.warning,
+            )
         if tally.failed == 0 and tally.warning == 0:
             yield self._final(SUCCESS, tally, request)
         elif tally.completed + tally.warning == 0:
