@@ -156,6 +156,14 @@ def test_plain_tcp_to_tls_port_fails_cleanly(tls_box, pki: Pki) -> None:  # noqa
     # both ports.
     assert _logged(tls_box, "TLS handshake with 127.0.0.1:")
     assert _audited(tls_box, "security-tls-failed", "110126")
+    # A client retrying is one alert per address and minute (per network worker), not one
+    # per attempt.
+    for _ in range(4):
+        run(["echoscu", "-to", "5", "127.0.0.1", tls_box.tls_port], timeout=60)
+    assert _logged(tls_box, "TLS handshake with 127.0.0.1:", count=5)
+    records = (tls_box.data_dir / "audit" / "audit.jsonl").read_text().splitlines()
+    alerts = [r for r in map(json.loads, records) if r["event"] == "security-tls-failed"]
+    assert 1 <= len(alerts) <= tls_box.workers, alerts
     assert run(["echoscu", "-aec", "DICOMBOX", "127.0.0.1", tls_box.port]).returncode == 0
     tls = run(
         ["echoscu", "-aec", "DICOMBOX", *_tls_opts(pki.client, pki), "127.0.0.1", tls_box.tls_port]
@@ -185,10 +193,10 @@ def _audited(box, event: str, type_code: str, timeout: float = 15) -> bool:  # n
     return False
 
 
-def _logged(box, text: str, timeout: float = 15) -> bool:  # noqa: ANN001
+def _logged(box, text: str, timeout: float = 15, count: int = 1) -> bool:  # noqa: ANN001
     """The worker logs right after it closes the socket: give it a moment."""
     deadline = time.monotonic() + timeout
-    while text not in box.output():
+    while box.output().count(text) < count:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)

@@ -24,6 +24,7 @@ from dicombox.core.net.tls import HandshakeFailed, accept_tls
 
 log = logging.getLogger("dicombox.server")
 ACCEPT_DELAY_S = 0.002  # per association a worker already carries
+TLS_ALERT_INTERVAL_S = 60.0
 
 
 def make_listener(bind: str, port: int) -> socket.socket:
@@ -74,6 +75,9 @@ class AssociationServer:
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
+        # Failed TLS handshakes per address: a scanner or a misconfigured client retrying
+        # must not flood the audit trail; one alert per address per minute, with a count.
+        self._tls_failures: dict[str, tuple[float, int]] = {}
 
     def serve_forever(self) -> None:
         with selectors.DefaultSelector() as sel:
@@ -119,12 +123,7 @@ class AssociationServer:
             try:
                 conn = accept_tls(conn, address, self.tls_context, self.network)
             except HandshakeFailed as exc:
-                self.publish(
-                    "security.tls_failed",
-                    peer_host=str(address[0]).removeprefix("::ffff:"),
-                    peer_port=address[1],
-                    why=str(exc),
-                )
+                self._tls_failed(address, str(exc))
                 with self._lock:
                     self._threads.discard(threading.current_thread())
                 return
@@ -147,6 +146,24 @@ class AssociationServer:
                 self.slots.release(slot)
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def _tls_failed(self, address: tuple, why: str) -> None:
+        host = str(address[0]).removeprefix("::ffff:")
+        now = time.monotonic()
+        with self._lock:
+            since, count = self._tls_failures.get(host, (0.0, 0))
+            if now - since < TLS_ALERT_INTERVAL_S:
+                self._tls_failures[host] = (since, count + 1)
+                return
+            self._tls_failures[host] = (now, 0)
+            if len(self._tls_failures) > 1024:  # forget quiet addresses
+                self._tls_failures = {
+                    h: v for h, v in self._tls_failures.items() if now - v[0] < TLS_ALERT_INTERVAL_S
+                }
+        self.publish(
+            "security.tls_failed", peer_host=host, peer_port=address[1], why=why,
+            repeated=count,  # failures from there since the last alert, not audited apiece
+        )  # fmt: skip
 
     @property
     def active(self) -> int:
