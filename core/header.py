@@ -96,7 +96,7 @@ class _Walker:
                     raise Truncated(f"stray item delimiter at byte {pos}")
                 return pos + 8
             vr = self._read(pos + 4, 2) if self.explicit and tag >> 16 != 0xFFFE else b""
-            if vr and not b"AA" <= vr <= b"ZZ":
+            if vr and not (vr.isalpha() and vr.isupper()):  # two ASCII capitals
                 # No VR at all: read the element as implicit VR, as pydicom does (for
                 # writers that switch to implicit VR inside a sequence), so that what is
                 # whole here is whole for pydicom too.
