@@ -197,11 +197,8 @@ class Ingest:
             )
         except StoreFull as exc:
             return Outcome(OUT_OF_RESOURCES, str(exc))
-        if relpath is None:
-            status = DUPLICATE if policy == "reject" else SUCCESS
-            return Outcome(
-                status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
-            )
+        if relpath is None:  # it is at its place already: the audit can name its study
+            return _kept_first(policy, {"study_instance_uid": value_of(ds, "StudyInstanceUID")})
         duplicate = copies > 0
         try:
             stored = box.index.add_instance(
@@ -228,10 +225,7 @@ class Ingest:
             # Indexed under another study or series: a duplicate whose parent UIDs
             # changed. The first copy is kept; the new file would be served by nothing.
             box.store.path(relpath).unlink(missing_ok=True)
-            status = DUPLICATE if policy == "reject" else SUCCESS
-            return Outcome(
-                status, "duplicate SOP instance; the first copy is kept", {"duplicate": True}
-            )
+            return _kept_first(policy, {})
         except Exception as exc:  # the index is down or locked past its timeout
             return self._unindexed(relpath, duplicate, sop_uid, exc)
         box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
@@ -247,6 +241,14 @@ class Ingest:
         if not duplicate:
             self.box.store.path(relpath).unlink(missing_ok=True)
         return Outcome(OUT_OF_RESOURCES, f"index unavailable: {why}")
+
+
+def _kept_first(policy: str, extra: dict[str, Any]) -> Outcome:
+    """A duplicate whose first copy stays: 0111 under ``reject``, else 0000."""
+    status = DUPLICATE if policy == "reject" else SUCCESS
+    return Outcome(
+        status, "duplicate SOP instance; the first copy is kept", {"duplicate": True, **extra}
+    )
 
 
 def _mismatch(ds: pydicom.Dataset, arrival: Arrival) -> str:
