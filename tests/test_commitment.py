@@ -227,14 +227,20 @@ def test_scu_asks_after_forwarding_and_marks_committed(make_box, tmp_path):
     assert set(delivery_states(box)) == {uid for _, uid in pairs}
 
 
-def test_scu_takes_the_report_on_a_new_association(make_box, tmp_path):
+def reported_on_new_associations(make_box, port: int) -> RunningBox:
+    """A box forwarding to "pacs" on ``port`` and asking it for commitment, whose
+    report comes on an association of its own."""
     require("storescu")
-    port = free_port()
-    box = make_box(
+    return make_box(
         remote("pacs", port, extra="commit = true\ncommit_delay_s = 0.2")
         + routed("pacs")
         + "[commitment]\nreport_wait_s = 0\n"
     )
+
+
+def test_scu_takes_the_report_on_a_new_association(make_box, tmp_path):
+    port = free_port()
+    box = reported_on_new_associations(make_box, port)
     archive = CommittingArchive(port, on_new_association_to=box.port)
     try:
         pairs = stored_pairs(box, tmp_path, 3)
@@ -257,13 +263,8 @@ class SpoofedReport(CommittingArchive):
 def test_a_report_from_another_ae_commits_nothing(make_box, tmp_path):
     """Committed instances may be deleted by the watermark: only the remote asked may
     say they are committed."""
-    require("storescu")
     port = free_port()
-    box = make_box(
-        remote("pacs", port, extra="commit = true\ncommit_delay_s = 0.2")
-        + routed("pacs")
-        + "[commitment]\nreport_wait_s = 0\n"
-    )
+    box = reported_on_new_associations(make_box, port)
     archive = SpoofedReport(port, on_new_association_to=box.port)
     try:
         stored_pairs(box, tmp_path, 2)
