@@ -193,14 +193,20 @@ def _syslog_sender(config: Config) -> SyslogSender | None:
 
 
 def read_records(
-    path: Path, since: float = 0.0, last: int = 0, event: str = ""
+    path: Path, since: float = 0.0, last: int = 0, event: str = "", tail_bytes: int = 0
 ) -> Iterator[dict[str, Any]]:
     """The trail's records in the order written: from ``since``, of one ``event`` kind,
-    only the ``last`` so many when given."""
+    only the ``last`` so many when given. ``tail_bytes``: read only the file's end (the
+    trail grows for as long as the box runs; a page wants its newest records)."""
     if not path.exists():
         return iter(())
     wanted: deque[dict[str, Any]] = deque(maxlen=last or None)
     with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        start = max(0, size - tail_bytes) if tail_bytes else 0
+        handle.seek(start)
+        if start:
+            handle.readline()  # a tail's first line may be cut in the middle
         for line in handle:
             try:
                 record = json.loads(line)

@@ -4,14 +4,13 @@ with its secrets masked, the audit trail's last records."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from dicombox.core.audit import read_records
 from dicombox.core.box import Box
 from dicombox.core.config import Config
 from dicombox.core.index import schema
@@ -129,22 +128,8 @@ def audit_records(
     Only the file's tail is read: the trail grows for as long as the box runs. A record's
     PS3.15 XML ("dicom") is left out unless asked for: a page of them would be unreadable,
     and ``dicombox audit --xml`` gives it."""
-    if not path.exists():
-        return []
-    wanted: deque[dict[str, Any]] = deque(maxlen=limit)
-    with path.open("rb") as handle:
-        size = handle.seek(0, 2)
-        handle.seek(max(0, size - (4 << 20)))  # the last 4 MB hold thousands of records
-        lines = handle.read().splitlines()
-    if size > 4 << 20:
-        lines = lines[1:]  # the first may be cut in the middle
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not event or record.get("event") == event:
-            if not with_dicom:
-                record.pop("dicom", None)
-            wanted.append(record)
-    return list(reversed(wanted))
+    records = list(read_records(path, last=limit, event=event, tail_bytes=4 << 20))
+    if not with_dicom:
+        for record in records:
+            record.pop("dicom", None)
+    return records[::-1]
