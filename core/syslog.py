@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from dicombox.core.net.tls import BCP195_CIPHERS
+from dicombox.core.net.tls import harden
 
 log = logging.getLogger("dicombox.audit")
 
@@ -76,9 +76,7 @@ def frame(
 
 
 def _tls_context(ca: str, certificate: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(BCP195_CIPHERS)
+    ctx = harden(ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None))
     if certificate and key:  # ATNA node authentication: the collector may ask for ours
         ctx.load_cert_chain(certificate, key)
     return ctx

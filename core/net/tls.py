@@ -27,7 +27,8 @@ class PinRefused(ssl.SSLError):
     """The peer's certificate is valid TLS-wise but not one of ``tls_pinned``."""
 
 
-def _harden(ctx: ssl.SSLContext) -> ssl.SSLContext:
+def harden(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """BCP 195 on any context of the box's: TLS 1.2 or later, AEAD ciphers, no compression."""
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(BCP195_CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION  # CRIME
@@ -35,7 +36,7 @@ def _harden(ctx: ssl.SSLContext) -> ssl.SSLContext:
 
 
 def server_context(net: NetworkSection) -> ssl.SSLContext:
-    ctx = _harden(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    ctx = harden(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     ctx.load_cert_chain(net.tls_certificate, net.tls_key)
     if net.tls_ca:
         ctx.load_verify_locations(net.tls_ca)
@@ -48,7 +49,7 @@ def server_context(net: NetworkSection) -> ssl.SSLContext:
 
 
 def client_context(net: NetworkSection, warn: bool = True) -> ssl.SSLContext:
-    ctx = _harden(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    ctx = harden(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
     if net.tls_certificate and net.tls_key:  # for peers that want client authentication
         ctx.load_cert_chain(net.tls_certificate, net.tls_key)
     if net.tls_ca:
