@@ -13,7 +13,6 @@ from __future__ import annotations
 import struct
 import zlib
 from functools import cache
-from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -59,57 +58,86 @@ class Unreadable(ValueError):
 
 
 class _Walker:
+    """Walks element headers over ``head`` (the file's first bytes, all of them when it
+    is small) and goes to the file ``rest`` only for headers that lie past it: a
+    received header usually fits in the first few kB, so the walk seldom touches the
+    disk."""
+
     def __init__(
-        self, f: BinaryIO, end: int, explicit: bool, little: bool, wanted: frozenset[int]
+        self,
+        head: bytes,
+        rest: BinaryIO | _LazyFile | None,
+        end: int,
+        explicit: bool,
+        little: bool,
+        wanted: frozenset[int],
     ) -> None:
-        self.f = f
+        self.head = head[:end]
+        self.rest = rest
         self.end = end
         self.explicit = explicit
         self.little = little
-        self.order = "<" if little else ">"
+        order = "<" if little else ">"
+        self._tag_struct = struct.Struct(order + "HH")
+        self._u16 = struct.Struct(order + "H")
+        self._u32 = struct.Struct(order + "I")
         self.wanted = wanted
         self.found: dict[int, RawDataElement] = {}
-        # The header usually sits in the first few kB: read it once and slice, and go to
-        # the file only for what lies past it (the pixel data's own header, say).
-        f.seek(0)
-        self.head = f.read(min(end, HEAD_BYTES))
 
     def _read(self, pos: int, n: int) -> bytes:
         if pos + n > self.end:
             raise Truncated(f"data set ends inside an element header at byte {pos}")
         if pos + n <= len(self.head):
             return self.head[pos : pos + n]
-        self.f.seek(pos)
-        return self.f.read(n)
+        if self.rest is None:
+            raise Truncated(f"data set ends inside an element header at byte {pos}")
+        self.rest.seek(pos)
+        return self.rest.read(n)
 
-    def _tag(self, pos: int) -> int:
-        group, elem = struct.unpack(self.order + "HH", self._read(pos, 4))
-        return (group << 16) | elem
+    def _at(self, pos: int, n: int) -> tuple[bytes, int, int]:
+        """Up to ``n`` bytes from ``pos`` as (buffer, offset, how many there are), without
+        a copy when they lie in the head."""
+        if pos + n <= len(self.head):
+            return self.head, pos, n
+        piece = self._read(pos, min(n, self.end - pos))
+        return piece, 0, len(piece)
+
+    def _element_header(self, pos: int) -> tuple[int, bytes, int, int]:
+        """(tag, VR or b"", value length, header size) of the element at ``pos``."""
+        buf, at, have = self._at(pos, 12)
+        if have < 4:
+            raise Truncated(f"data set ends inside an element header at byte {pos}")
+        group, elem = self._tag_struct.unpack_from(buf, at)
+        vr = b""
+        if self.explicit and group != 0xFFFE:
+            if have < 6:
+                raise Truncated(f"data set ends inside an element header at byte {pos}")
+            vr = buf[at + 4 : at + 6]
+            if not (vr.isalpha() and vr.isupper()):  # two ASCII capitals
+                # No VR at all: read the element as implicit VR, as pydicom does (for
+                # writers that switch to implicit VR inside a sequence), so that what is
+                # whole here is whole for pydicom too.
+                vr = b""
+        if vr in _LONG_VRS:
+            need, length_struct, length_at = 12, self._u32, 8
+        elif vr:
+            need, length_struct, length_at = 8, self._u16, 6
+        else:
+            need, length_struct, length_at = 8, self._u32, 4
+        if have < need:
+            raise Truncated(f"data set ends inside an element header at byte {pos}")
+        (length,) = length_struct.unpack_from(buf, at + length_at)
+        return (group << 16) | elem, vr, length, need
 
     def dataset(self, pos: int, end: int, in_item: bool) -> int:
         """Walk elements from ``pos``; stop at ``end`` or, inside an item of undefined
         length, after its delimiter. Returns the position after the walk."""
         while pos < end:
-            tag = self._tag(pos)
+            tag, vr, length, header = self._element_header(pos)
             if tag == _ITEM_END:
                 if not in_item:
                     raise Truncated(f"stray item delimiter at byte {pos}")
                 return pos + 8
-            vr = self._read(pos + 4, 2) if self.explicit and tag >> 16 != 0xFFFE else b""
-            if vr and not (vr.isalpha() and vr.isupper()):  # two ASCII capitals
-                # No VR at all: read the element as implicit VR, as pydicom does (for
-                # writers that switch to implicit VR inside a sequence), so that what is
-                # whole here is whole for pydicom too.
-                vr = b""
-            if vr in _LONG_VRS:
-                (length,) = struct.unpack(self.order + "I", self._read(pos + 8, 4))
-                header = 12
-            elif vr:
-                (length,) = struct.unpack(self.order + "H", self._read(pos + 6, 2))
-                header = 8
-            else:
-                (length,) = struct.unpack(self.order + "I", self._read(pos + 4, 4))
-                header = 8
             pos += header
             keep = not in_item and tag in self.wanted
             if length == _UNDEFINED:
@@ -145,8 +173,12 @@ class _Walker:
     def sequence(self, pos: int, implicit_items: bool) -> int:
         """Walk the items of a sequence (or encapsulated pixel data) of undefined length."""
         while True:
-            tag = self._tag(pos)
-            (length,) = struct.unpack(self.order + "I", self._read(pos + 4, 4))
+            buf, at, have = self._at(pos, 8)
+            if have < 8:
+                raise Truncated(f"data set ends inside an item header at byte {pos}")
+            group, elem = self._tag_struct.unpack_from(buf, at)
+            (length,) = self._u32.unpack_from(buf, at + 4)
+            tag = (group << 16) | elem
             pos += 8
             if tag == _SEQUENCE_END:
                 return pos
@@ -163,9 +195,37 @@ class _Walker:
                 pos += length
 
 
+class _LazyFile:
+    """A file opened on its first read: with the head in memory most walks need none."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f: BinaryIO | None = None
+
+    def _file(self) -> BinaryIO:
+        if self._f is None:
+            self._f = open(self.path, "rb", buffering=16384)  # noqa: SIM115 (closed on exit)
+        return self._f
+
+    def seek(self, pos: int) -> None:
+        self._file().seek(pos)
+
+    def read(self, n: int) -> bytes:
+        return self._file().read(n)
+
+    def __enter__(self) -> _LazyFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._f is not None:
+            self._f.close()
+
+
 def check_complete(f: BinaryIO, start: int, end: int, explicit: bool, little: bool) -> None:
     """Raise ``Truncated`` unless the data set in ``f[start:end]`` is whole."""
-    _Walker(f, end, explicit, little, frozenset()).dataset(start, end, in_item=False)
+    f.seek(0)
+    head = f.read(min(end, HEAD_BYTES))
+    _Walker(head, f, end, explicit, little, frozenset()).dataset(start, end, in_item=False)
 
 
 def scan_header(
@@ -174,20 +234,30 @@ def scan_header(
     dataset_end: int,
     transfer_syntax: str,
     wanted: frozenset[int],
+    head: bytes = b"",
 ) -> Dataset:
     """Check that the data set is whole and return its ``wanted`` top-level elements as a
-    Dataset (converted lazily by pydicom). Raises ``Truncated`` or ``Unreadable``."""
+    Dataset (converted lazily by pydicom). Raises ``Truncated`` or ``Unreadable``.
+
+    ``head``, when given, is the file's first bytes as they were written (see
+    ``IncomingFile.head``): the walk reads the file only for what lies past them."""
     ts = UID(transfer_syntax)
     explicit, little = ts.is_implicit_VR is False, ts.is_little_endian is not False
     if ts.is_deflated:  # a deflated stream can only be walked once inflated
         with open(path, "rb") as f:
             f.seek(dataset_offset)
             inflated = _inflate(f.read(dataset_end - dataset_offset))
-        walker = _Walker(BytesIO(inflated), len(inflated), explicit, little, wanted)
+        walker = _Walker(inflated, None, len(inflated), explicit, little, wanted)
         walker.dataset(0, len(inflated), in_item=False)
+    elif len(head) >= dataset_end:  # the whole file is in memory
+        walker = _Walker(head, None, dataset_end, explicit, little, wanted)
+        walker.dataset(dataset_offset, dataset_end, in_item=False)
     else:
-        with open(path, "rb", buffering=16384) as f:
-            walker = _Walker(f, dataset_end, explicit, little, wanted)
+        with _LazyFile(path) as rest:
+            if not head:
+                rest.seek(0)
+                head = rest.read(min(dataset_end, HEAD_BYTES))
+            walker = _Walker(head, rest, dataset_end, explicit, little, wanted)
             walker.dataset(dataset_offset, dataset_end, in_item=False)
     ds = Dataset(walker.found)
     try:
@@ -195,8 +265,9 @@ def scan_header(
         if charset is not None and not isinstance(charset, str | MultiValue):
             # A sequence, say: pydicom cannot even read such a file back.
             raise Unreadable("Specific Character Set is not text")
-        ds.set_original_encoding(not explicit, little, convert_encodings(charset))
-        _decode_kept(ds)
+        encodings = convert_encodings(charset)
+        ds.set_original_encoding(not explicit, little, encodings)
+        _decode_kept(ds, single_byte=set(encodings) <= _EVERY_BYTE_DECODES)
     except Exception as exc:  # pydicom raises assorted types on a corrupt value or VR
         raise Unreadable(f"an element cannot be decoded: {exc}") from None
     return ds
@@ -216,14 +287,23 @@ def _inflate(data: bytes) -> bytes:
     return inflated
 
 
-def _decode_kept(ds: Dataset) -> None:
-    """Decode now every kept element that ``value_of`` does not read raw (and what kept
-    sequences hold), so that a corrupt value or VR is refused here, as data (C000), and
-    not raised where the index reads it. pydicom keeps what it decoded: no work twice."""
+def _decode_kept(ds: Dataset, single_byte: bool) -> None:
+    """Decode now every kept element whose decoding could fail, so that a corrupt value
+    or VR is refused here, as data (C000), and not raised where the index reads it.
+    pydicom keeps what it decoded: no work twice.
+
+    Skipped, because nothing in them can fail: ASCII values (``value_of`` reads them
+    raw), text in a character set where every byte is a character, and binary numbers
+    whose length is a whole number of values (``value_of`` reads US raw too)."""
     for tag in list(ds.keys()):
         element = ds.get_item(tag)
-        vr = element.VR if isinstance(element, RawDataElement) else None
-        if (vr or dictionary_VR(tag)) in _ASCII_VRS:
+        vr = (element.VR if isinstance(element, RawDataElement) else None) or dictionary_VR(tag)
+        if vr in _ASCII_VRS or (single_byte and vr in _TEXT_VRS):
+            continue
+        size = _BINARY_SIZES.get(vr)
+        if size and isinstance(element, RawDataElement):
+            if len(element.value or b"") % size:
+                raise Unreadable(f"{vr} value of {len(element.value)} bytes")
             continue
         decoded = ds[tag]
         if decoded.VR == "SQ":
@@ -255,13 +335,25 @@ def read_stored_header(path: Path, wanted: frozenset[int]) -> Dataset:
 # Value representations whose bytes are plain ASCII whatever the character set: read
 # straight from the raw element, without pydicom's conversion (the hot path).
 _ASCII_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"}
+# Text VRs, which pydicom decodes by the character set; with these Python codecs every
+# byte string decodes (the default repertoire is read as ISO 8859-1, as pydicom does).
+_TEXT_VRS = {"LO", "LT", "PN", "SH", "ST", "UC", "UT"}
+_EVERY_BYTE_DECODES = {"iso8859", "latin_1"}
+_BINARY_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8}
 
 
 @cache
-def _tag_and_vr(keyword: str) -> tuple[int, str]:
+def _tag_and_vr(keyword: str) -> tuple[BaseTag, str]:
     tag = tag_for_keyword(keyword)
     assert tag is not None, keyword
-    return tag, dictionary_VR(tag)
+    # A BaseTag, not a plain int: pydicom's lookups take it as it is, without a
+    # conversion each time (this runs several times per received instance).
+    return BaseTag(tag), dictionary_VR(tag)
+
+
+def tag_of(keyword: str) -> BaseTag:
+    """The tag of a DICOM keyword, looked up once."""
+    return _tag_and_vr(keyword)[0]
 
 
 def value_of(ds: Dataset, keyword: str) -> Any:

@@ -142,6 +142,7 @@ class Ingest:
             sink.header_length + sink.size,
             arrival.transfer_syntax,
             self.box.index.header_tags,
+            bytes(sink.head),
         )
 
     def _coerced(

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
+from dicombox.core.header import HEAD_BYTES
+
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
@@ -89,6 +91,9 @@ class IncomingFile:
         self.header_length = len(header)
         self.size = 0
         self.full = False
+        # The file's first bytes, kept as they are written: the header walk that follows
+        # reads them here instead of from the file.
+        self.head = bytearray(header)
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         self._write(header)
 
@@ -111,6 +116,8 @@ class IncomingFile:
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
         self._write(chunk)
 
     def discard(self) -> None:
@@ -140,6 +147,7 @@ class IncomingFile:
         self._synced = None
         self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
         self.header_length, self.size = header_length, len(content) - header_length
+        self.head = bytearray(content[:HEAD_BYTES])
         self._write(content)
         self.close()
 

@@ -13,7 +13,15 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from dicombox.core.events import EventBus
-from dicombox.core.header import Truncated, check_complete, read_stored_header
+from dicombox.core.header import (
+    HEAD_BYTES,
+    Truncated,
+    Unreadable,
+    check_complete,
+    dataset_offset,
+    read_stored_header,
+    scan_header,
+)
 from dicombox.core.index.attributes import INDEXED_TAGS
 from dicombox.core.index.engine import open_engine, sqlite_url
 from dicombox.core.jobs import (
@@ -73,6 +81,32 @@ def test_completeness_walk_accepts_whole_and_rejects_cut(name, tmp_path: Path):
     (tmp_path / "cut.dcm").write_bytes(raw[: len(raw) - 7])
     with pytest.raises(Truncated):
         read_stored_header(tmp_path / "cut.dcm", INDEXED_TAGS)
+    # The walk over the head kept in memory while receiving says the same as the file.
+    offset, syntax = dataset_offset(tmp_path / "whole.dcm"), ds.file_meta.TransferSyntaxUID
+    for head in (raw, raw[:HEAD_BYTES], raw[: offset + 40]):
+        from_memory = scan_header(
+            tmp_path / "whole.dcm", offset, len(raw), syntax, INDEXED_TAGS, head
+        )
+        assert sorted(from_memory.keys()) == sorted(whole.keys())
+        assert from_memory.SOPInstanceUID == whole.SOPInstanceUID
+        cut = raw[: len(raw) - 7]
+        with pytest.raises(Truncated):
+            scan_header(
+                tmp_path / "cut.dcm", offset, len(cut), syntax, INDEXED_TAGS, head[: len(cut)]
+            )
+
+
+def test_a_binary_number_of_the_wrong_length_is_refused_as_data(tmp_path: Path):
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
+    raw = bytearray((tmp_path / "x.dcm").read_bytes())
+    rows = raw.index(struct.pack("<HH2sH", 0x0028, 0x0010, b"US", 2))
+    # Rows (US) given a third byte: the walk goes on, but no US value is 3 bytes long.
+    raw[rows + 6 : rows + 8] = struct.pack("<H", 3)
+    raw[rows + 10 : rows + 10] = b"\x00"
+    (tmp_path / "x.dcm").write_bytes(bytes(raw))
+    with pytest.raises(Unreadable):
+        read_stored_header(tmp_path / "x.dcm", INDEXED_TAGS)
 
 
 def test_completeness_of_undefined_length_items():

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from dicombox.core.header import value_of
+from dicombox.core.header import tag_of, value_of
 from dicombox.core.index import schema
 
 
@@ -143,11 +143,13 @@ def level_table(level: str) -> Any:
 
 def _extra_json(ds: Dataset, keywords: tuple[str, ...]) -> str:
     subset: dict[str, Any] = {}
+    present = ds.keys()
     for keyword in keywords:
-        if keyword not in ds:
+        tag = tag_of(keyword)
+        if tag not in present:
             continue
         try:
-            element = ds[keyword]
+            element = ds[tag]
             subset[f"{element.tag:08X}"] = element.to_json_dict(None, 1024)
         except Exception:
             # A received value its VR cannot express (values are stored unchecked): C-FIND
