@@ -17,7 +17,6 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 from dicombox.core.header import HEAD_BYTES
@@ -84,10 +83,8 @@ def file_meta(
 class IncomingFile:
     """A data set arriving into a temporary file; the DatasetSink of C-STORE."""
 
-    def __init__(self, path: Path, header: bytes, flusher: Executor) -> None:
+    def __init__(self, path: Path, header: bytes) -> None:
         self.path = path
-        self._flusher = flusher
-        self._synced: Future[None] | None = None
         self.header_length = len(header)
         self.size = 0
         self.full = False
@@ -121,8 +118,6 @@ class IncomingFile:
         self._write(chunk)
 
     def discard(self) -> None:
-        if self._synced is not None:
-            self._synced.exception()  # never close a descriptor a flush still uses
         self._close_fd()
         self.path.unlink(missing_ok=True)
 
@@ -132,34 +127,25 @@ class IncomingFile:
             self._fd = None
 
     def close(self) -> None:
-        """The data set is complete: start flushing it to disk in the background, so the
-        flush overlaps the header check that comes next. The descriptor stays open until
-        ``InstanceStore.place`` has given the file its name and waits for the flush."""
-        if self._fd is not None and not self.full:
-            self._synced = self._flusher.submit(os.fsync, self._fd)
+        """The data set is complete. The descriptor stays open until
+        ``InstanceStore.place`` has given the file its name and flushed it."""
 
     def replace_content(self, header_length: int, content: bytes) -> None:
         """The whole file is now ``content`` (meta and data set), as coercion rewrote
-        it; its flush starts again, and ``place`` waits for it as before."""
-        if self._synced is not None:
-            self._synced.exception()  # let the flush of the old content finish first
+        it."""
         self._close_fd()
-        self._synced = None
         self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
         self.header_length, self.size = header_length, len(content) - header_length
         self.head = bytearray(content[:HEAD_BYTES])
         self._write(content)
-        self.close()
 
-    def sync_and_close(self) -> None:
-        """Wait for the data to be on disk (ENOSPC here still means the volume is full)
-        and close."""
-        assert self._fd is not None
+    def sync(self) -> None:
+        """Wait for the data to be on disk (ENOSPC here still means the volume is full).
+        Once done, the descriptor is closed and a second call does nothing."""
+        if self._fd is None:
+            return
         try:
-            if self._synced is None:
-                os.fsync(self._fd)
-            else:
-                self._synced.result()
+            os.fsync(self._fd)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self.full = True
@@ -180,7 +166,6 @@ class InstanceStore:
         # Association threads call begin() at once: next() on a count is atomic where
         # "+= 1" is not, and two threads given one name failed the second's O_EXCL open.
         self._counter = itertools.count(1)
-        self._flusher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
 
     def free_bytes(self) -> int:
         st = os.statvfs(self.root)
@@ -193,7 +178,7 @@ class InstanceStore:
         if not self.has_room():
             raise StoreFull(f"free space is below the {self.reserve_bytes >> 20} MB reserve")
         name = f"{os.getpid()}-{id(self)}-{next(self._counter)}.part"
-        return IncomingFile(self.tmp / name, header, self._flusher)
+        return IncomingFile(self.tmp / name, header)
 
     def relpath_for(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
         parts = (uid_path_part(study_uid), uid_path_part(series_uid))
@@ -220,6 +205,11 @@ class InstanceStore:
         if not directory.is_dir():
             _make_dirs_durably(directory)
         try:
+            # The name first, then one flush: the link changes the file's own inode, so
+            # on a journalling file system the file's fsync commits data, inode and name
+            # together, and the directory's fsync after it finds nothing left to do.
+            # Until then nothing points at the file (no index row; a crash leaves a file
+            # the restart's reconcile quarantines, or a re-send replaces).
             os.link(incoming.path, target)
             os.unlink(incoming.path)
         except FileExistsError:
@@ -230,15 +220,22 @@ class InstanceStore:
             if copy:  # UIDs hold dots, so a copy number gets a separator no UID can contain
                 relpath = f"{relpath[: -len('.dcm')]}{COPY_MARK}{copy}.dcm"
                 target = self.root / relpath
+            # Flushed before it takes the name: a file replaced by one half-written
+            # would lose the copy that was there.
+            self._sync_or_drop(incoming, incoming.path)
             os.replace(incoming.path, target)
         incoming.path = target
-        try:
-            incoming.sync_and_close()
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
+        self._sync_or_drop(incoming, target)
         _fsync_dir(directory)
         return relpath
+
+    @staticmethod
+    def _sync_or_drop(incoming: IncomingFile, path: Path) -> None:
+        try:
+            incoming.sync()
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath
