@@ -96,7 +96,7 @@ def open_box(
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "run").mkdir(exist_ok=True)
-    store = InstanceStore(data_dir, config.storage.reserve_mb << 20)
+    store = InstanceStore(data_dir, config.storage.reserve_mb << 20, config.storage.directory_fsync)
     index = StudyIndex(open_engine(sqlite_url(data_dir.resolve())))
     bus = EventBus()
     audit = AuditTrail(data_dir / "audit", config, index.engine)

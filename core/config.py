@@ -99,6 +99,9 @@ class RemoteSection:
 class StorageSection:
     duplicates: Literal["keep-first", "replace", "keep-both", "reject"] = "keep-first"
     reserve_mb: int = 512
+    # Flush the directory of each new file too ("always"), or only where the file
+    # system does not commit a file's new name with the file ("auto").
+    directory_fsync: Literal["auto", "always"] = "auto"
     accept_unknown_classes: bool = False
     transfer_syntax_order: Literal["lossless-first", "native-first", "compressed-first"] = (
         "lossless-first"

@@ -1,9 +1,11 @@
 """The durable store: DICOM Part 10 files written safely, at paths derived from UIDs.
 
 A received data set is streamed into a temporary file under ``tmp/`` (preamble and file
-meta first, then the bytes exactly as received), fsynced, and renamed into
-``studies/<study>/<series>/<instance>.dcm``; the directory is fsynced too, so an
-acknowledged instance survives a power cut. Patient text never reaches a path.
+meta first, then the bytes exactly as received), linked to its final name
+``studies/<study>/<series>/<instance>.dcm`` and fsynced; the directory is fsynced too,
+unless the file system commits a new name with the file's own flush (see
+``core/filesystems.py``). So an acknowledged instance survives a power cut. Patient text
+never reaches a path.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from dicombox.core.filesystems import file_fsync_makes_its_name_durable
 from dicombox.core.header import HEAD_BYTES
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -156,13 +159,18 @@ class IncomingFile:
 
 
 class InstanceStore:
-    def __init__(self, root: Path, reserve_bytes: int) -> None:
+    def __init__(self, root: Path, reserve_bytes: int, directory_fsync: str = "auto") -> None:
         self.root = root
         self.reserve_bytes = reserve_bytes
         self.tmp = root / "tmp"
         self.studies = root / "studies"
         for d in (self.tmp, self.studies):
             d.mkdir(parents=True, exist_ok=True)
+        # "auto": flush a new name's directory unless the file system commits the name
+        # with the file's own flush (see core/filesystems.py); "always": flush it anyway.
+        self.flush_directories = directory_fsync == "always" or not (
+            file_fsync_makes_its_name_durable(self.studies)
+        )
         # Association threads call begin() at once: next() on a count is atomic where
         # "+= 1" is not, and two threads given one name failed the second's O_EXCL open.
         self._counter = itertools.count(1)
@@ -226,7 +234,8 @@ class InstanceStore:
             os.replace(incoming.path, target)
         incoming.path = target
         self._sync_or_drop(incoming, target)
-        _fsync_dir(directory)
+        if self.flush_directories:
+            _fsync_dir(directory)
         return relpath
 
     @staticmethod

@@ -238,3 +238,40 @@ def test_header_scan_decodes_character_sets_like_pydicom(name, tmp_path: Path):
     ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
     scanned = read_stored_header(tmp_path / "x.dcm", INDEXED_TAGS)
     assert str(scanned.PatientName) == str(ds.PatientName)
+
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
+30 27 8:17 / /var/lib/dicombox rw,relatime shared:1 - xfs /dev/sdb1 rw
+31 30 8:18 / /var/lib/dicombox/studies\\040old rw,relatime - ext4 /dev/sdb2 rw
+32 27 0:27 / /dev/shm rw,relatime - tmpfs tmpfs rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "mount"),
+    [
+        ("/var/lib/dicombox/studies", ("xfs", "8:17")),
+        ("/var/lib/dicombox/studies old/1.2", ("ext4", "8:18")),
+        ("/var/lib/dicombox2", ("ext4", "254:0")),
+        ("/dev/shm/x", ("tmpfs", "0:27")),
+    ],
+)
+def test_the_mount_under_a_path_is_the_deepest_that_holds_it(path: str, mount: tuple):
+    from dicombox.core.filesystems import mount_of
+
+    assert mount_of(Path(path), MOUNTINFO) == mount
+
+
+def test_a_new_names_directory_is_flushed_where_the_file_system_does_not_promise(tmp_path):
+    from dicombox.core.filesystems import file_fsync_makes_its_name_durable
+    from dicombox.core.store import InstanceStore
+
+    # tmpfs and proc have no journal: the directory is flushed as POSIX asks.
+    assert not file_fsync_makes_its_name_durable(Path("/dev/shm"))
+    assert not file_fsync_makes_its_name_durable(Path("/proc/self"))
+    assert InstanceStore(tmp_path, 0, "always").flush_directories
+    assert InstanceStore(tmp_path, 0, "auto").flush_directories == (
+        not file_fsync_makes_its_name_durable(tmp_path)
+    )
