@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
@@ -11,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.exc import DBAPIError
 
 
 def open_engine(url: str) -> Engine:
@@ -97,13 +99,17 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         with engine.connect() as conn, conn.begin():
             yield conn
         return
-    with lock.held():
-        conn = _write_connections.get(engine)
-        if conn is None or conn.closed or conn.invalidated:
-            conn = _write_connections[engine] = engine.connect()
-            conn.execution_options(immediate=True)
-        with conn.begin():
-            yield conn
+    with lock.held(), _write_connection(engine).begin() as transaction:
+        yield transaction.connection
+
+
+def _write_connection(engine: Engine) -> Connection:
+    """This process's one connection for writing to a SQLite ``engine`` (held lock)."""
+    conn = _write_connections.get(engine)
+    if conn is None or conn.closed or conn.invalidated:
+        conn = _write_connections[engine] = engine.connect()
+        conn.execution_options(immediate=True)
+    return conn
 
 
 def close_engine(engine: Engine) -> None:
@@ -116,3 +122,41 @@ def close_engine(engine: Engine) -> None:
 
 def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'index.sqlite'}"
+
+
+_compiled_inserts: dict[tuple[int, str, tuple[str, ...]], tuple[str, list[str]]] = {}
+
+
+def insert_row(engine: Engine, table: Table, row: dict[str, Any]) -> None:
+    """INSERT one row in a write transaction of its own.
+
+    Every received instance ends in one such INSERT. On SQLite it goes straight to the
+    driver, with the statement compiled once: SQLAlchemy's begin, execute and commit
+    cost several times SQLite's own work, and it runs inside the writer lock, which the
+    other associations wait on. Errors are SQLAlchemy's, as on the general path."""
+    lock = _writer_lock(engine)
+    if lock is None:
+        with engine.connect() as conn, conn.begin():
+            conn.execute(table.insert(), row)
+        return
+    keys = tuple(row)
+    compiled = _compiled_inserts.get((id(engine), table.name, keys))
+    if compiled is None:
+        statement = table.insert().compile(dialect=engine.dialect, column_keys=list(keys))
+        compiled = (str(statement), list(statement.positiontup or ()))
+        _compiled_inserts[(id(engine), table.name, keys)] = compiled
+    sql, names = compiled
+    with lock.held():
+        driver = _write_connection(engine).connection.driver_connection
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                driver.execute(sql, [row[name] for name in names])
+                driver.execute("COMMIT")
+            except BaseException:
+                if driver.in_transaction:
+                    driver.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            dialect = engine.dialect
+            raise DBAPIError.instance(sql, None, exc, sqlite3.Error, dialect=dialect) from exc

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from dicombox.core.header import value_of
 from dicombox.core.index import schema
 from dicombox.core.index.attributes import INDEXED_TAGS, level_values
-from dicombox.core.index.engine import write_transaction
+from dicombox.core.index.engine import insert_row, write_transaction
 from dicombox.core.index.migrations import migrate
 
 
@@ -70,6 +70,9 @@ class StudyIndex:
             # Most instances join a series already known to this process: one INSERT then.
             series_pk = self._series_pk.get(series_uid)
             try:
+                if series_pk is not None and not replace:  # the hot path: one INSERT
+                    insert_row(self.engine, t, {**row, "series_pk": series_pk})
+                    break
                 with write_transaction(self.engine) as conn:
                     if series_pk is None:
                         series_pk = self._ensure_parents(conn, ds, now)
