@@ -95,7 +95,14 @@ class Ingest:
 
     def finish(self, sink: IncomingFile | Refused, arrival: Arrival) -> Outcome:
         """Take the complete data set in, announce it, and say which status to answer."""
-        outcome = self._take(sink, arrival)
+        outcome = self.take(sink, arrival)
+        self.announce(outcome, arrival)
+        return outcome
+
+    def announce(self, outcome: Outcome, arrival: Arrival) -> None:
+        """Publish what became of an instance (the event bus, hence the audit trail and
+        the consoles), and log a refusal. The C-STORE SCP calls this once the peer has its
+        answer: nothing in it decides the answer, so the sender need not wait for it."""
         stored = outcome.status in (SUCCESS, DUPLICATE)
         self.box.bus.publish(
             "instance.stored" if stored else "instance.rejected",
@@ -115,9 +122,10 @@ class Ingest:
                 outcome.status,
                 outcome.comment,
             )
-        return outcome
 
-    def _take(self, sink: IncomingFile | Refused, arrival: Arrival) -> Outcome:
+    def take(self, sink: IncomingFile | Refused, arrival: Arrival) -> Outcome:
+        """Take the complete data set in (stored, indexed, its routes queued) and say which
+        status to answer; ``announce`` tells the rest of the box afterwards."""
         if isinstance(sink, Refused):
             return Outcome(OUT_OF_RESOURCES, sink.why)
         if sink.full:

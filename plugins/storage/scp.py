@@ -31,8 +31,14 @@ class StorageSCP:
         return self.ingest.open(_arrival(request))
 
     def handle(self, request: Request) -> Iterator[Reply]:
-        outcome = self.ingest.finish(request.dataset, _arrival(request))
+        arrival = _arrival(request)
+        outcome = self.ingest.take(request.dataset, arrival)
         fields = {}
         if outcome.comment and outcome.status != SUCCESS:
             fields["ErrorComment"] = outcome.comment[:64]
-        yield Reply(outcome.status, fields=fields)
+        try:
+            yield Reply(outcome.status, fields=fields)
+        finally:
+            # The answer is on its way (or the peer has gone): the announcement overlaps
+            # the sender's next request instead of delaying this answer.
+            self.ingest.announce(outcome, arrival)
