@@ -21,10 +21,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dicombox.core.filesystems import file_fsync_makes_its_name_durable
+from dicombox.core.filesystems import file_fsync_makes_its_name_durable, start_writeback
 from dicombox.core.header import HEAD_BYTES
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# A received file's pages are handed to the kernel's writeback in steps of this size as
+# they arrive (see filesystems.start_writeback).
+WRITEBACK_STEP = 128 << 10
 
 
 COPY_MARK = "_copy"
@@ -95,6 +98,8 @@ class IncomingFile:
         # reads them here instead of from the file.
         self.head = bytearray(header)
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        self._written = 0  # bytes in the file
+        self._writing_back = 0  # bytes of it the kernel has been asked to write back
         self._write(header)
 
     def _write(self, data: bytes) -> None:
@@ -104,6 +109,10 @@ class IncomingFile:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view) :]
+            self._written += len(data)
+            if self._written - self._writing_back >= WRITEBACK_STEP:
+                start_writeback(self._fd, self._writing_back, self._written - self._writing_back)
+                self._writing_back = self._written
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -130,14 +139,19 @@ class IncomingFile:
             self._fd = None
 
     def close(self) -> None:
-        """The data set is complete. The descriptor stays open until
-        ``InstanceStore.place`` has given the file its name and flushed it."""
+        """The data set is complete: its last pieces go to writeback too, while the
+        header is checked. The descriptor stays open until ``InstanceStore.place`` has
+        given the file its name and flushed it."""
+        if self._fd is not None and not self.full and self._written > self._writing_back:
+            start_writeback(self._fd, self._writing_back, self._written - self._writing_back)
+            self._writing_back = self._written
 
     def replace_content(self, header_length: int, content: bytes) -> None:
         """The whole file is now ``content`` (meta and data set), as coercion rewrote
         it."""
         self._close_fd()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
+        self._written = self._writing_back = 0
         self.header_length, self.size = header_length, len(content) - header_length
         self.head = bytearray(content[:HEAD_BYTES])
         self._write(content)

@@ -275,3 +275,21 @@ def test_a_new_names_directory_is_flushed_where_the_file_system_does_not_promise
     assert InstanceStore(tmp_path, 0, "auto").flush_directories == (
         not file_fsync_makes_its_name_durable(tmp_path)
     )
+
+
+def test_a_received_file_goes_to_writeback_as_it_arrives_and_reads_back_whole(tmp_path):
+    import sys
+
+    from dicombox.core.filesystems import writeback_available
+    from dicombox.core.store import WRITEBACK_STEP, InstanceStore
+
+    store = InstanceStore(tmp_path, 0)
+    body = bytes(range(256)) * (5 * WRITEBACK_STEP // 256 + 7)
+    incoming = store.begin(b"HEADER")
+    for start in range(0, len(body), 100_000):
+        incoming.write(body[start : start + 100_000])
+    incoming.close()
+    assert incoming._writing_back == len(body) + 6  # all of it handed to writeback
+    incoming.sync()
+    assert incoming.path.read_bytes() == b"HEADER" + body
+    assert writeback_available() == sys.platform.startswith("linux")
