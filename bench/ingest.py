@@ -13,9 +13,11 @@ while the box's resident memory is sampled.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from tests.support.boxproc import RunningBox, rss_kib
@@ -101,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--mb", type=int, default=200, help="size of each multi-frame object")
-    parser.add_argument("--rounds", type=int, default=3, help="best of N per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds (median)")
     parser.add_argument("--workers", type=int, default=0, help="network workers (0: per core)")
     parser.add_argument(
         "--dir",
@@ -115,18 +117,33 @@ def main() -> None:
         warm = write_ct_series(work / "warm", 8)
         print(f"{len(files)} CT images of {files[0].stat().st_size / 1e6:.2f} MB each")
         for associations in (1, 4):
-            best_box = best_dcmtk = float("inf")
+            rounds = []
             for r in range(args.rounds):
                 run_dir = work / f"a{associations}-r{r}"
                 run_dir.mkdir()
-                best_box = min(
-                    best_box, measure_dicombox(run_dir, files, associations, args.workers, warm)
+                # Back to back, the first peer alternating: a round compares the two under
+                # the same load from the rest of the machine.
+                measure = {
+                    "box": partial(
+                        measure_dicombox, run_dir, files, associations, args.workers, warm
+                    ),
+                    "dcmtk": partial(measure_dcmtk, run_dir, files, associations, warm),
+                }
+                order = ("dcmtk", "box") if r % 2 else ("box", "dcmtk")
+                seconds = {name: measure[name]() for name in order}
+                rounds.append((len(files) / seconds["box"], len(files) / seconds["dcmtk"]))
+                print(
+                    f"  round {r + 1}, {associations} association(s): dicombox "
+                    f"{rounds[-1][0]:7.1f}, storescp {rounds[-1][1]:7.1f} images/s, "
+                    f"ratio {rounds[-1][0] / rounds[-1][1]:.2f}"
                 )
-                best_dcmtk = min(best_dcmtk, measure_dcmtk(run_dir, files, associations, warm))
-            box_rate, dcmtk_rate = len(files) / best_box, len(files) / best_dcmtk
+            box_rate = statistics.median(b for b, _ in rounds)
+            dcmtk_rate = statistics.median(d for _, d in rounds)
+            ratio = statistics.median(b / d for b, d in rounds)
             print(
                 f"{associations} association(s): dicombox {box_rate:7.1f} images/s, "
-                f"DCMTK storescp {dcmtk_rate:7.1f} images/s, ratio {box_rate / dcmtk_rate:.2f}"
+                f"DCMTK storescp {dcmtk_rate:7.1f} images/s (medians of {args.rounds} rounds), "
+                f"ratio {ratio:.2f} (median of the rounds' ratios)"
             )
         total, one, seconds = peak_rss(work, args.mb)
         print(
