@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -99,14 +100,44 @@ class EventChannelServer:
 
 
 class EventChannelClient:
-    """A worker's end: forwards every local event to the supervisor, best effort."""
+    """A worker's end: forwards every local event to the supervisor, best effort.
+
+    Publishers only queue the event; a thread of its own encodes and sends it. The
+    supervisor's socket holds a few datagrams (net.unix.max_dgram_qlen, 10 by default),
+    and while the supervisor is slow to read, a send waits: an association answering a
+    C-STORE must not wait with it. Should the supervisor stop reading altogether, the
+    queue stops growing at QUEUE_LIMIT and what does not fit is dropped and counted.
+    """
+
+    QUEUE_LIMIT = 10000
 
     def __init__(self, path: Path) -> None:
         self.path = str(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._queue: queue.Queue[Event | None] = queue.Queue(self.QUEUE_LIMIT)
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._send_all, name="event-sender", daemon=True)
+        self._thread.start()
 
     def __call__(self, event: Event) -> None:
         try:
-            self.sock.sendto(event.to_json().encode("utf-8"), self.path)
-        except OSError:
-            pass  # no supervisor listening (a bare worker, or shutting down): status only
+            self._queue.put_nowait(event)
+        except queue.Full:
+            if not self.dropped:
+                log.warning("the supervisor is not reading events; dropping them")
+            self.dropped += 1
+
+    def _send_all(self) -> None:
+        while (event := self._queue.get()) is not None:
+            try:
+                self.sock.sendto(event.to_json().encode("utf-8"), self.path)
+            except OSError:
+                pass  # no supervisor listening (a bare worker, or shutting down): status only
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is queued (waiting at most ``timeout`` seconds), then stop."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)

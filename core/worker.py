@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     config, pm, infos = load_plugins_and_config(args.config, **overrides)
     setup_logging(config.log.level, config.log.format)
     box = open_box(config, pm, infos, role="worker")
-    box.bus.subscribe("*", EventChannelClient(box.run_dir / "events.sock"))
+    channel = EventChannelClient(box.run_dir / "events.sock")
+    box.bus.subscribe("*", channel)
     listener = socket.socket(fileno=args.fd)
     tls_listener = socket.socket(fileno=args.tls_fd) if args.tls_fd >= 0 else None
     server = build_server(box, listener, tls_listener)
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if left:
         log.warning("worker exits with %d association(s) still open", left)
+    channel.close()
     box.close()
     return 0
 

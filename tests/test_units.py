@@ -293,3 +293,28 @@ def test_a_received_file_goes_to_writeback_as_it_arrives_and_reads_back_whole(tm
     incoming.sync()
     assert incoming.path.read_bytes() == b"HEADER" + body
     assert writeback_available() == sys.platform.startswith("linux")
+
+
+def test_a_worker_never_waits_on_a_supervisor_that_is_slow_to_read_events(tmp_path):
+    import socket
+
+    from dicombox.core.events import Event, EventChannelClient
+
+    path = tmp_path / "events.sock"
+    supervisor = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    supervisor.bind(str(path))
+    client = EventChannelClient(path)
+
+    def publish() -> None:
+        for n in range(200):  # far more than the socket's queue of datagrams holds
+            client(Event("instance.stored", {"n": n}))
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    publisher.join(10)
+    assert not publisher.is_alive()  # it did not wait for the reader, who has read nothing
+    supervisor.settimeout(5)
+    received = [Event.from_json(supervisor.recv(65536).decode()).fields["n"] for _ in range(200)]
+    assert received == list(range(200))  # all of them, in order, once the reader reads
+    client.close()
+    supervisor.close()
