@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicombox.core.box import Box
-from dicombox.core.header import read_stored_header
+from dicombox.core.header import read_stored_header, value_of
+from dicombox.core.index.study_index import StoredInstance
 from dicombox.core.store import copy_number
 
 log = logging.getLogger("dicombox.reconcile")
@@ -66,6 +67,45 @@ def reconcile(box: Box) -> ReconcileReport:
         except Exception:
             log.exception("the routes of re-indexed %s failed", relpath)
     return report
+
+
+def finish_interrupted_routes(box: Box) -> int:
+    """Run the routes (forward, burn, print, priors) of instances a crash caught between
+    their index row and their routes' jobs; returns how many.
+
+    A placed instance keeps its temporary name under ``tmp/`` as a second link until its
+    routes are queued (``InstanceStore.settle``), so such a name still linked elsewhere
+    is an instance whose routes may not have run. If the index has its row, its routes
+    run now: a job still queued gathers the instance in once, and where the crash fell
+    after some of its routes were queued, a receiver may get the instance twice, which a
+    DICOM receiver takes as a duplicate. If it has no row, ``reconcile`` indexes it and
+    runs its routes as for any file the index does not know. Call this before
+    ``reconcile``."""
+    count = 0
+    for name in box.store.interrupted():
+        try:
+            inode = name.stat().st_ino
+            ds = read_stored_header(name, box.index.header_tags)
+            uid = value_of(ds, "SOPInstanceUID")
+            for row in box.index.instance_rows(sop_instance_uid=uid):
+                placed = box.store.path(row["path"])
+                if placed.exists() and placed.stat().st_ino == inode:
+                    instance = StoredInstance(
+                        uid,
+                        row["sop_class_uid"],
+                        value_of(ds, "StudyInstanceUID"),
+                        value_of(ds, "SeriesInstanceUID"),
+                        row["path"],
+                        row["copy"],
+                        row["calling_ae"],
+                    )
+                    box.hook.dicombox_on_stored(box=box, instance=instance, dataset=ds)
+                    log.warning("routes of %s run again after an unclean stop", row["path"])
+                    count += 1
+        except Exception:
+            log.exception("the routes of %s could not be run again", name.name)
+        name.unlink(missing_ok=True)
+    return count
 
 
 def was_clean(run_dir: Path) -> bool:

@@ -28,6 +28,8 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 # A received file's pages are handed to the kernel's writeback in steps of this size as
 # they arrive (see filesystems.start_writeback).
 WRITEBACK_STEP = 128 << 10
+# The second name of a placed instance that replaced a copy (see InstanceStore.settle).
+ROUTING_SUFFIX = ".routing"
 
 
 COPY_MARK = "_copy"
@@ -97,6 +99,9 @@ class IncomingFile:
         # The file's first bytes, kept as they are written: the header walk that follows
         # reads them here instead of from the file.
         self.head = bytearray(header)
+        # Once placed, the temporary name stays as a second link until the instance's
+        # routes are queued (InstanceStore.settle).
+        self.routing: Path | None = None
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         self._written = 0  # bytes in the file
         self._writing_back = 0  # bytes of it the kernel has been asked to write back
@@ -233,7 +238,7 @@ class InstanceStore:
             # Until then nothing points at the file (no index row; a crash leaves a file
             # the restart's reconcile quarantines, or a re-send replaces).
             os.link(incoming.path, target)
-            os.unlink(incoming.path)
+            incoming.routing = incoming.path
         except FileExistsError:
             copy = on_conflict()
             if copy is None:
@@ -245,20 +250,37 @@ class InstanceStore:
             # Flushed before it takes the name: a file replaced by one half-written
             # would lose the copy that was there.
             self._sync_or_drop(incoming, incoming.path)
+            routing = incoming.path.with_suffix(ROUTING_SUFFIX)
+            os.link(incoming.path, routing)
             os.replace(incoming.path, target)
+            incoming.routing = routing
         incoming.path = target
         self._sync_or_drop(incoming, target)
         if self.flush_directories:
             _fsync_dir(directory)
         return relpath
 
-    @staticmethod
-    def _sync_or_drop(incoming: IncomingFile, path: Path) -> None:
+    def _sync_or_drop(self, incoming: IncomingFile, path: Path) -> None:
         try:
             incoming.sync()
         except BaseException:
             path.unlink(missing_ok=True)
+            self.settle(incoming)
             raise
+
+    @staticmethod
+    def settle(incoming: IncomingFile) -> None:
+        """The instance's routes are queued (or it will have none): its second name under
+        ``tmp/`` goes. Until then that name marks, across a crash, an instance whose
+        routes may not have run (see ``reconcile.finish_interrupted_routes``)."""
+        if incoming.routing is not None:
+            incoming.routing.unlink(missing_ok=True)
+            incoming.routing = None
+
+    def interrupted(self) -> list[Path]:
+        """Second names of placed instances whose routes a crash may have cut off."""
+        names = [*self.tmp.glob("*.part"), *self.tmp.glob(f"*{ROUTING_SUFFIX}")]
+        return sorted(p for p in names if p.stat().st_nlink > 1)
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath
@@ -267,7 +289,7 @@ class InstanceStore:
         """Remove partial files, and scratch folders of jobs, left by a crash; called by
         the supervisor at start."""
         count = 0
-        for leftover in self.tmp.glob("*.part"):
+        for leftover in [*self.tmp.glob("*.part"), *self.tmp.glob(f"*{ROUTING_SUFFIX}")]:
             leftover.unlink(missing_ok=True)
             count += 1
         for folder in self.tmp.glob("scratch-*"):

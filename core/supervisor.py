@@ -20,7 +20,13 @@ from dicombox.core.events import EventChannelServer
 from dicombox.core.jobs import JobRunner
 from dicombox.core.logs import setup_logging
 from dicombox.core.net.server import make_listener
-from dicombox.core.reconcile import mark_clean, mark_running, reconcile, was_clean
+from dicombox.core.reconcile import (
+    finish_interrupted_routes,
+    mark_clean,
+    mark_running,
+    reconcile,
+    was_clean,
+)
 from dicombox.core.sdnotify import notify, watchdog_interval_s
 
 log = logging.getLogger("dicombox.supervisor")
@@ -146,6 +152,7 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     box = open_box(config, pm, infos, role="supervisor")
     if not was_clean(box.run_dir) and any(box.store.studies.iterdir()):
         log.warning("the last stop was not clean: checking the store against the index")
+        finish_interrupted_routes(box)
         report = reconcile(box)
         log.warning(
             "store checked: %d file(s), %d re-indexed, %d quarantined",
