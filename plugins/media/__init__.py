@@ -45,6 +45,8 @@ def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
 def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
     """Routes with ``burn = true`` burn each study once it has been idle ``idle_s``."""
     routes = [r for r in box.config.route if r.burn]
+    if not routes:
+        return
     path = box.store.path(instance.path)
     if routes_for_stored(routes, instance.calling_ae, path, dataset):
         settings = _settings(box)

@@ -121,6 +121,8 @@ def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
 def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
     """Routes with ``print = "<printer>"`` print each study once it has been idle."""
     routes = [r for r in box.config.route if r.print]
+    if not routes:
+        return
     path = box.store.path(instance.path)
     for route in routes_for_stored(routes, instance.calling_ae, path, dataset):
         idle_s = print_settings(box).idle_s

@@ -39,6 +39,8 @@ FORWARD = "forward"
 def queue_forwards(box: Box, instance: Any, dataset: Any) -> None:
     """Called for each stored instance: one gathered job per matching destination."""
     routes = [r for r in box.config.route if r.forward]
+    if not routes:
+        return
     path = box.store.path(instance.path)
     targets: list[str] = []
     for route in routes_for_stored(routes, instance.calling_ae, path, dataset):
