@@ -116,6 +116,7 @@ class EventChannelClient:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._queue: queue.Queue[Event | None] = queue.Queue(self.QUEUE_LIMIT)
         self.dropped = 0
+        self._drop_lock = threading.Lock()
         self._thread = threading.Thread(target=self._send_all, name="event-sender", daemon=True)
         self._thread.start()
 
@@ -123,16 +124,22 @@ class EventChannelClient:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
-            if not self.dropped:
-                log.warning("the supervisor is not reading events; dropping them")
-            self.dropped += 1
+            with self._drop_lock:  # publishers are association threads
+                if not self.dropped:
+                    log.warning("the supervisor is not reading events; dropping them")
+                self.dropped += 1
 
     def _send_all(self) -> None:
+        unsendable = 0
         while (event := self._queue.get()) is not None:
             try:
                 self.sock.sendto(event.to_json().encode("utf-8"), self.path)
             except OSError:
                 pass  # no supervisor listening (a bare worker, or shutting down): status only
+            except Exception:  # a field JSON cannot carry: that event only, never the thread
+                if not unsendable:
+                    log.exception("event %s cannot be sent to the supervisor", event.topic)
+                unsendable += 1
 
     def close(self, timeout: float = 2.0) -> None:
         """Send what is queued (waiting at most ``timeout`` seconds), then stop."""

@@ -140,7 +140,11 @@ class Ingest:
         if problem:
             sink.discard()
             return Outcome(DATASET_MISMATCH, problem)
-        return self._place(sink, self._coerced(sink, ds, arrival), arrival)
+        coerced = self._coerced(sink, ds, arrival)
+        if sink.full:  # the coerced copy found no room: what is in the file is not whole
+            sink.discard()
+            return Outcome(OUT_OF_RESOURCES, "the data volume filled up while coercing")
+        return self._place(sink, coerced, arrival)
 
     def _scan(self, sink: IncomingFile, arrival: Arrival) -> pydicom.Dataset:
         """Walk the received data set's headers, keeping what the index needs."""

@@ -69,7 +69,7 @@ def reconcile(box: Box) -> ReconcileReport:
     return report
 
 
-def finish_interrupted_routes(box: Box) -> int:
+def finish_interrupted_routes(box: Box, prefix: str = "") -> int:
     """Run the routes (forward, burn, print, priors) of instances a crash caught between
     their index row and their routes' jobs; returns how many.
 
@@ -80,14 +80,18 @@ def finish_interrupted_routes(box: Box) -> int:
     after some of its routes were queued, a receiver may get the instance twice, which a
     DICOM receiver takes as a duplicate. If it has no row, ``reconcile`` indexes it and
     runs its routes as for any file the index does not know. Call this before
-    ``reconcile``."""
+    ``reconcile``; with ``prefix`` (a dead worker's pid and a dash), only for what that
+    worker left."""
     count = 0
-    for name in box.store.interrupted():
+    for name in box.store.interrupted(prefix):
         try:
             inode = name.stat().st_ino
             ds = read_stored_header(name, box.index.header_tags)
             uid = value_of(ds, "SOPInstanceUID")
-            for row in box.index.instance_rows(sop_instance_uid=uid):
+            rows = box.index.instance_rows(sop_instance_uid=uid)
+            if not rows:
+                log.warning("%s was placed but not indexed: reconcile takes it", uid)
+            for row in rows:
                 placed = box.store.path(row["path"])
                 if placed.exists() and placed.stat().st_ino == inode:
                     instance = StoredInstance(

@@ -204,6 +204,7 @@ class InstanceStore:
     def begin(self, header: bytes) -> IncomingFile:
         if not self.has_room():
             raise StoreFull(f"free space is below the {self.reserve_bytes >> 20} MB reserve")
+        # The worker's pid first: the supervisor sweeps a dead worker's files by it.
         name = f"{os.getpid()}-{id(self)}-{next(self._counter)}.part"
         return IncomingFile(self.tmp / name, header)
 
@@ -238,7 +239,6 @@ class InstanceStore:
             # Until then nothing points at the file (no index row; a crash leaves a file
             # the restart's reconcile quarantines, or a re-send replaces).
             os.link(incoming.path, target)
-            incoming.routing = incoming.path
         except FileExistsError:
             copy = on_conflict()
             if copy is None:
@@ -247,26 +247,39 @@ class InstanceStore:
             if copy:  # UIDs hold dots, so a copy number gets a separator no UID can contain
                 relpath = f"{relpath[: -len('.dcm')]}{COPY_MARK}{copy}.dcm"
                 target = self.root / relpath
-            # Flushed before it takes the name: a file replaced by one half-written
-            # would lose the copy that was there.
-            self._sync_or_drop(incoming, incoming.path)
-            routing = incoming.path.with_suffix(ROUTING_SUFFIX)
-            os.link(incoming.path, routing)
-            os.replace(incoming.path, target)
-            incoming.routing = routing
-        incoming.path = target
-        self._sync_or_drop(incoming, target)
-        if self.flush_directories:
+            self._take_name_flushed(incoming, target)
+            # A rename leaves the file's inode as it was: only the folder's flush makes
+            # the new name durable, whatever the file system. (The file there is whole
+            # and flushed, so if this fails it stays.)
             _fsync_dir(directory)
-        return relpath
-
-    def _sync_or_drop(self, incoming: IncomingFile, path: Path) -> None:
+            return relpath
+        incoming.routing = incoming.path  # the temporary name stays until ``settle``
+        incoming.path = target
         try:
             incoming.sync()
+            if self.flush_directories:
+                _fsync_dir(directory)
         except BaseException:
-            path.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)  # never answered: nothing of it is kept
             self.settle(incoming)
             raise
+        return relpath
+
+    def _take_name_flushed(self, incoming: IncomingFile, target: Path) -> None:
+        """Give a copy the name ``target``, replacing a file there. It is flushed first:
+        a file replaced by one half-written would lose the copy that was there. Its
+        temporary name stays as a second link until ``settle``."""
+        routing = incoming.path.with_suffix(ROUTING_SUFFIX)
+        try:
+            incoming.sync()
+            os.link(incoming.path, routing)
+            incoming.routing = routing
+            os.replace(incoming.path, target)
+        except BaseException:
+            self.settle(incoming)
+            incoming.discard()
+            raise
+        incoming.path = target
 
     @staticmethod
     def settle(incoming: IncomingFile) -> None:
@@ -277,21 +290,27 @@ class InstanceStore:
             incoming.routing.unlink(missing_ok=True)
             incoming.routing = None
 
-    def interrupted(self) -> list[Path]:
-        """Second names of placed instances whose routes a crash may have cut off."""
-        names = [*self.tmp.glob("*.part"), *self.tmp.glob(f"*{ROUTING_SUFFIX}")]
-        return sorted(p for p in names if p.stat().st_nlink > 1)
+    def _temporary(self, prefix: str) -> list[Path]:
+        return [*self.tmp.glob(f"{prefix}*.part"), *self.tmp.glob(f"{prefix}*{ROUTING_SUFFIX}")]
+
+    def interrupted(self, prefix: str = "") -> list[Path]:
+        """Second names of placed instances whose routes a crash may have cut off; with
+        ``prefix`` (a worker's pid and a dash) only those of that worker."""
+        return sorted(p for p in self._temporary(prefix) if p.stat().st_nlink > 1)
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath
 
-    def sweep_temporary(self) -> int:
+    def sweep_temporary(self, prefix: str = "") -> int:
         """Remove partial files, and scratch folders of jobs, left by a crash; called by
-        the supervisor at start."""
+        the supervisor at start. With ``prefix`` (a worker's pid and a dash), only the
+        files of that worker, which has died."""
         count = 0
-        for leftover in [*self.tmp.glob("*.part"), *self.tmp.glob(f"*{ROUTING_SUFFIX}")]:
+        for leftover in self._temporary(prefix):
             leftover.unlink(missing_ok=True)
             count += 1
+        if prefix:
+            return count
         for folder in self.tmp.glob("scratch-*"):
             shutil.rmtree(folder, ignore_errors=True)
             count += 1

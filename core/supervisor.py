@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,10 @@ class WorkerPool:
         config_path: str | None,
         overrides: dict[str, Any],
         tls_fd: int = -1,
+        on_death: Callable[[int], None] = lambda pid: None,
     ) -> None:
         self.count = count
+        self.on_death = on_death  # called with the pid of a worker that died or was killed
         self.fd = fd
         self.tls_fd = tls_fd
         self.config_path = config_path
@@ -108,6 +111,7 @@ class WorkerPool:
                         proc.pid,
                         code,
                     )
+                    self._bury(proc.pid)
                     time.sleep(RESTART_DELAY_S)
                     self._spawn(number)
 
@@ -124,6 +128,28 @@ class WorkerPool:
                 log.warning("worker pid %d did not finish in time; killing it", proc.pid)
                 proc.kill()
                 proc.wait()
+                self._bury(proc.pid)
+
+    def _bury(self, pid: int) -> None:
+        try:
+            self.on_death(pid)
+        except Exception:
+            log.exception("clearing up after worker pid %d failed", pid)
+
+
+def _after_worker_death(box: Box, pid: int) -> None:
+    """A worker died or was killed: run the routes its death cut off, and remove what it
+    was receiving (never answered, so its sender will send it again)."""
+    prefix = f"{pid}-"
+    routed = finish_interrupted_routes(box, prefix)
+    swept = box.store.sweep_temporary(prefix)
+    if routed or swept:
+        log.warning(
+            "after worker pid %d: routes of %d instance(s) run, %d partial file(s) removed",
+            pid,
+            routed,
+            swept,
+        )
 
 
 def _write_ready(box: Box, port: int, workers: int, tls_port: int = 0) -> Path:
@@ -150,9 +176,11 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     config, pm, infos = load_plugins_and_config(config_path, **overrides)
     setup_logging(config.log.level, config.log.format)
     box = open_box(config, pm, infos, role="supervisor")
+    # Before reconcile, and after a clean stop too: a worker killed by the supervisor at
+    # its stop (past its time) may have left an instance whose routes did not run.
+    finish_interrupted_routes(box)
     if not was_clean(box.run_dir) and any(box.store.studies.iterdir()):
         log.warning("the last stop was not clean: checking the store against the index")
-        finish_interrupted_routes(box)
         report = reconcile(box)
         log.warning(
             "store checked: %d file(s), %d re-indexed, %d quarantined",
@@ -187,6 +215,7 @@ def serve(config_path: str | None, **overrides: Any) -> int:
         config_path,
         {k: v for k, v in overrides.items() if v is not None} | {"port": port},
         tls_listener.fileno() if tls_listener is not None else -1,
+        on_death=lambda pid: _after_worker_death(box, pid),
     )
     pool.start()
     if not started.wait(WORKER_START_TIMEOUT_S):

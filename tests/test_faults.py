@@ -249,17 +249,29 @@ def test_an_instance_cut_off_before_its_index_row_is_still_forwarded(make_box, a
 def test_an_instance_cut_off_between_its_index_row_and_its_route_is_still_forwarded(
     make_box, archive, tmp_path
 ):
-    # Every file indexed, yet an instance's temporary name still linked: its row is in,
-    # and the index write under way is its route's job. The restart runs its routes.
-    def between_row_and_route(data_dir: Path) -> bool:
-        linked = [p for p in partial_files(data_dir) if p.stat().st_nlink > 1]
-        return bool(linked) and not unindexed_files(data_dir)
-
+    # The restart runs its routes.
     assert_forwarded_after_a_kill(make_box, archive, tmp_path, between_row_and_route)
 
 
+def test_a_worker_killed_between_an_index_row_and_its_route_has_its_routes_run(
+    make_box, archive, tmp_path
+):
+    # The same instant, but only the worker dies: the box goes on, and its supervisor
+    # runs the routes the dead worker left and starts another worker.
+    assert_forwarded_after_a_kill(
+        make_box, archive, tmp_path, between_row_and_route, whole_box=False
+    )
+
+
+def between_row_and_route(data_dir: Path) -> bool:
+    """Every file indexed, yet an instance's temporary name still linked: its row is in,
+    and the index write under way is its route's job."""
+    linked = [p for p in partial_files(data_dir) if p.stat().st_nlink > 1]
+    return bool(linked) and not unindexed_files(data_dir)
+
+
 def assert_forwarded_after_a_kill(
-    make_box, archive, tmp_path: Path, when: Callable[[Path], bool]
+    make_box, archive, tmp_path: Path, when: Callable[[Path], bool], whole_box: bool = True
 ) -> None:
     port = free_port()
     archive(port)
@@ -270,9 +282,10 @@ def assert_forwarded_after_a_kill(
     # ``when`` holds.
     senders = burst(box.port, study, 1, tally)
     wait_for(lambda: tally.count >= 20, 120, "the burst to get going")
-    kill_inside_index_write(box, also=lambda: when(box.data_dir))
+    kill_inside_index_write(box, also=lambda: when(box.data_dir), whole_box=whole_box)
     join_all(senders)
-    box.start()
+    if whole_box:
+        box.start()
     # The modality sends again what it had no answer for; to the box some of it is
     # already stored, but the route must still carry every instance to the archive.
     unanswered = [i for i in study if i.sop_instance_uid not in tally.acknowledged]

@@ -318,3 +318,50 @@ def test_a_worker_never_waits_on_a_supervisor_that_is_slow_to_read_events(tmp_pa
     assert received == list(range(200))  # all of them, in order, once the reader reads
     client.close()
     supervisor.close()
+
+
+def test_a_copy_that_replaces_another_has_its_folder_flushed_on_any_file_system(
+    tmp_path, monkeypatch
+):
+    from dicombox.core import store as store_module
+
+    flushed: list[Path] = []
+    monkeypatch.setattr(store_module, "_fsync_dir", flushed.append)
+    instances = store_module.InstanceStore(tmp_path, 0)
+    instances.flush_directories = False  # as on ext4 with its journal: a link needs none
+
+    def place(content: bytes) -> str | None:
+        incoming = instances.begin(b"META")
+        incoming.write(content)
+        incoming.close()
+        relpath = instances.place(incoming, "1.2", "1.2.3", "1.2.3.4", lambda: 0)
+        assert incoming.routing is not None and incoming.routing.stat().st_nlink == 2
+        instances.settle(incoming)  # what ingest does once the routes are queued
+        return relpath
+
+    relpath = place(b"first")
+    assert relpath
+    folder = (tmp_path / relpath).parent
+    assert folder not in flushed  # the new name went with the file's own flush
+    flushed.clear()  # (the folders made for it were flushed into their parents)
+    assert place(b"second") == relpath  # a replacement is a rename: the folder is flushed
+    assert flushed == [folder]
+    assert (tmp_path / relpath).read_bytes() == b"METAsecond"
+    assert list(instances.tmp.iterdir()) == []
+
+
+def test_an_event_the_channel_cannot_encode_costs_that_event_only(tmp_path):
+    import socket
+
+    from dicombox.core.events import Event, EventChannelClient
+
+    path = tmp_path / "events.sock"
+    supervisor = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    supervisor.bind(str(path))
+    supervisor.settimeout(5)
+    client = EventChannelClient(path)
+    client(Event("odd", {"values": {1, 2}}))  # a set: JSON has none
+    client(Event("instance.stored", {"n": 1}))
+    assert Event.from_json(supervisor.recv(65536).decode()).topic == "instance.stored"
+    client.close()
+    supervisor.close()

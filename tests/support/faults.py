@@ -285,11 +285,14 @@ def lock_holders(lock_file: Path) -> set[int]:
 
 
 def kill_inside_index_write(
-    box: RunningBox, timeout: float = 60, also: Callable[[], bool] = lambda: True
+    box: RunningBox,
+    timeout: float = 60,
+    also: Callable[[], bool] = lambda: True,
+    whole_box: bool = True,
 ) -> int:
-    """SIGKILL the whole box at an instant when one of its network workers is inside an
-    index write transaction (storing an instance), and ``also()`` holds; return that
-    worker's pid.
+    """SIGKILL the whole box (or with ``whole_box`` False that worker alone) at an
+    instant when one of its network workers is inside an index write transaction
+    (storing an instance), and ``also()`` holds; return that worker's pid.
 
     Every SQLite write of the box runs under a flock on ``index.sqlite.writer-lock``
     (core/index/engine.py), taken before BEGIN IMMEDIATE and dropped after COMMIT. We
@@ -304,8 +307,12 @@ def kill_inside_index_write(
             with frozen(box_pids) as pids:
                 inside = lock_holders(lock_file) & set(pids[1:])
                 if inside and also():
-                    box.kill()
-                    return inside.pop()
+                    worker = inside.pop()
+                    if whole_box:
+                        box.kill()
+                    else:  # that worker alone; the supervisor is to notice and clear up
+                        os.kill(worker, signal.SIGKILL)
+                    return worker
         time.sleep(0.0005)
     raise AssertionError("never saw a worker inside an index write")
 
