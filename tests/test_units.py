@@ -365,3 +365,47 @@ def test_an_event_the_channel_cannot_encode_costs_that_event_only(tmp_path):
     assert Event.from_json(supervisor.recv(65536).decode()).topic == "instance.stored"
     client.close()
     supervisor.close()
+
+
+def test_a_coerced_copy_that_finds_the_volume_full_is_refused_and_nothing_is_kept(
+    tmp_path, monkeypatch
+):
+    from dicombox.core.box import load_plugins_and_config, open_box
+    from dicombox.core.coercion import Coercion
+    from dicombox.core.hookspecs import hookimpl
+    from dicombox.core.ingest import OUT_OF_RESOURCES, Arrival, Ingest
+    from dicombox.core.store import IncomingFile
+
+    class CorrectPatientID:
+        @hookimpl
+        def dicombox_coerce(self, box, dataset, context):
+            return Coercion({"PatientID": "FROM-WORKLIST"}, "worklist item W1")
+
+    rewrite = IncomingFile.replace_content
+
+    def rewrite_on_a_full_volume(self, header_length, content):
+        rewrite(self, header_length, content)
+        self.full = True  # what a write that meets ENOSPC leaves: flagged, truncated
+        self._truncate()
+
+    monkeypatch.setattr(IncomingFile, "replace_content", rewrite_on_a_full_volume)
+    config, pm, infos = load_plugins_and_config(None, data_dir=tmp_path / "var")
+    pm.register(CorrectPatientID())
+    box = open_box(config, pm, infos)
+    try:
+        source = Path(get_testdata_file("CT_small.dcm"))
+        ds = pydicom.dcmread(source)
+        data = source.read_bytes()[dataset_offset(source) :]
+        arrival = Arrival(
+            str(ds.file_meta.TransferSyntaxUID), "CT01", ds.SOPClassUID, ds.SOPInstanceUID
+        )
+        ingest = Ingest(box)
+        sink = ingest.open(arrival)
+        sink.write(data)
+        sink.close()
+        assert ingest.finish(sink, arrival).status == OUT_OF_RESOURCES
+        assert list(box.store.studies.rglob("*.dcm")) == []  # no empty file took a name
+        assert list(box.store.tmp.iterdir()) == []
+        assert box.index.instance_rows(sop_instance_uid=ds.SOPInstanceUID) == []
+    finally:
+        box.close()
