@@ -250,8 +250,12 @@ class InstanceStore:
             self._take_name_flushed(incoming, target)
             # A rename leaves the file's inode as it was: only the folder's flush makes
             # the new name durable, whatever the file system. (The file there is whole
-            # and flushed, so if this fails it stays.)
-            _fsync_dir(directory)
+            # and flushed, so if this fails it stays; it is not answered, nor routed.)
+            try:
+                _fsync_dir(directory)
+            except BaseException:
+                self.settle(incoming)
+                raise
             return relpath
         incoming.routing = incoming.path  # the temporary name stays until ``settle``
         incoming.path = target
