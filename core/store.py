@@ -103,8 +103,7 @@ class IncomingFile:
         # routes are queued (InstanceStore.settle).
         self.routing: Path | None = None
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        self._written = 0  # bytes in the file
-        self._writing_back = 0  # bytes of it the kernel has been asked to write back
+        self._writing_back = 0  # bytes of the file the kernel has been asked to write back
         self._write(header)
 
     def _write(self, data: bytes) -> None:
@@ -114,15 +113,21 @@ class IncomingFile:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view) :]
-            self._written += len(data)
-            if self._written - self._writing_back >= WRITEBACK_STEP:
-                start_writeback(self._fd, self._writing_back, self._written - self._writing_back)
-                self._writing_back = self._written
+            self._write_back(WRITEBACK_STEP)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             self.full = True
             self._truncate()
+
+    def _write_back(self, at_least: int) -> None:
+        """Hand what was written since the last time to the kernel's writeback, once it
+        is ``at_least`` bytes. (``header_length + size`` is what is in the file: both are
+        counted before the bytes are written.)"""
+        written = self.header_length + self.size
+        if self._fd is not None and written - self._writing_back >= at_least:
+            start_writeback(self._fd, self._writing_back, written - self._writing_back)
+            self._writing_back = written
 
     def _truncate(self) -> None:
         assert self._fd is not None
@@ -147,16 +152,15 @@ class IncomingFile:
         """The data set is complete: its last pieces go to writeback too, while the
         header is checked. The descriptor stays open until ``InstanceStore.place`` has
         given the file its name and flushed it."""
-        if self._fd is not None and not self.full and self._written > self._writing_back:
-            start_writeback(self._fd, self._writing_back, self._written - self._writing_back)
-            self._writing_back = self._written
+        if not self.full:
+            self._write_back(1)
 
     def replace_content(self, header_length: int, content: bytes) -> None:
         """The whole file is now ``content`` (meta and data set), as coercion rewrote
         it."""
         self._close_fd()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
-        self._written = self._writing_back = 0
+        self._writing_back = 0
         self.header_length, self.size = header_length, len(content) - header_length
         self.head = bytearray(content[:HEAD_BYTES])
         self._write(content)
