@@ -249,10 +249,7 @@ def scan_header(
             inflated = _inflate(f.read(dataset_end - dataset_offset))
         walker = _Walker(inflated, None, len(inflated), explicit, little, wanted)
         walker.dataset(0, len(inflated), in_item=False)
-    elif len(head) >= dataset_end:  # the whole file is in memory
-        walker = _Walker(head, None, dataset_end, explicit, little, wanted)
-        walker.dataset(dataset_offset, dataset_end, in_item=False)
-    else:
+    else:  # the file is opened only if the walk goes past the head
         with _LazyFile(path) as rest:
             if not head:
                 rest.seek(0)

@@ -213,16 +213,21 @@ class Ingest:
         if relpath is None:  # it is at its place already: the audit can name its study
             return _kept_first(policy, {"study_instance_uid": value_of(ds, "StudyInstanceUID")})
         try:
-            return self._index_and_route(ds, arrival, relpath, size, copies)
+            return self._index_and_route(ds, arrival, sop_uid, relpath, size, copies)
         finally:
             box.store.settle(sink)  # whatever the outcome, no crash cut its routes off
 
     def _index_and_route(
-        self, ds: pydicom.Dataset, arrival: Arrival, relpath: str, size: int, copies: int
+        self,
+        ds: pydicom.Dataset,
+        arrival: Arrival,
+        sop_uid: str,
+        relpath: str,
+        size: int,
+        copies: int,
     ) -> Outcome:
         """Record a placed instance in the index and queue its routes."""
         box, policy = self.box, self.policy
-        sop_uid = value_of(ds, "SOPInstanceUID")
         duplicate = copies > 0
         try:
             stored = box.index.add_instance(

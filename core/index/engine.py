@@ -135,8 +135,8 @@ def insert_row(engine: Engine, table: Table, row: dict[str, Any]) -> None:
     cost several times SQLite's own work, and it runs inside the writer lock, which the
     other associations wait on. Errors are SQLAlchemy's, as on the general path."""
     lock = _writer_lock(engine)
-    if lock is None:
-        with engine.connect() as conn, conn.begin():
+    if lock is None:  # a server database: the general path
+        with write_transaction(engine) as conn:
             conn.execute(table.insert(), row)
         return
     keys = tuple(row)
