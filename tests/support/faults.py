@@ -246,6 +246,9 @@ def frozen(pids: list[int]) -> Iterator[list[int]]:
     snapshot: what it was doing at that instant it is still doing when SIGKILL comes."""
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
+    # kill() returns before a process running on another core has stopped; look
+    # only once every thread of every process is seen stopped.
+    wait_for(lambda: all(map(stopped, pids)), 5, "the box to stop")
     try:
         yield pids
     finally:
@@ -254,6 +257,23 @@ def frozen(pids: list[int]) -> Iterator[list[int]]:
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+
+
+def stopped(pid: int) -> bool:
+    """Every thread of ``pid`` stopped by a signal (state T), or ``pid`` gone."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return True
+    for task in tasks:
+        try:
+            stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        # "tid (comm) S ...": the state follows the command name's closing parenthesis
+        if stat[stat.rindex(")") + 2] not in "TtZX":
+            return False
+    return True
 
 
 def kill_when(box: RunningBox, condition: Callable[[], object], timeout: float, what: str) -> None:
