@@ -63,6 +63,7 @@ class Box:
     def close(self) -> None:
         self.audit.close()  # first: what it still has to say may need the index
         close_engine(self.index.engine)
+        self.store.close()
 
 
 def load_plugins_and_config(

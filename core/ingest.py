@@ -93,6 +93,10 @@ class Ingest:
         except StoreFull as exc:
             return Refused(str(exc))
 
+    def prepare(self) -> None:
+        """Ready the store for the next data set (see ``InstanceStore.prepare``)."""
+        self.box.store.prepare()
+
     def finish(self, sink: IncomingFile | Refused, arrival: Arrival) -> Outcome:
         """Take the complete data set in, announce it, and say which status to answer."""
         outcome = self.take(sink, arrival)

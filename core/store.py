@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import itertools
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from dicombox.core.filesystems import file_fsync_makes_its_name_durable, start_writeback
 from dicombox.core.header import HEAD_BYTES
+from dicombox.core.tempfiles import TemporaryFiles
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 # A received file's pages are handed to the kernel's writeback in steps of this size as
@@ -89,9 +89,10 @@ def file_meta(
 
 
 class IncomingFile:
-    """A data set arriving into a temporary file; the DatasetSink of C-STORE."""
+    """A data set arriving into a temporary file (``path``, open as ``fd``); the
+    DatasetSink of C-STORE."""
 
-    def __init__(self, path: Path, header: bytes) -> None:
+    def __init__(self, path: Path, fd: int, header: bytes) -> None:
         self.path = path
         self.header_length = len(header)
         self.size = 0
@@ -102,7 +103,7 @@ class IncomingFile:
         # Once placed, the temporary name stays as a second link until the instance's
         # routes are queued (InstanceStore.settle).
         self.routing: Path | None = None
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        self._fd: int | None = fd
         self._writing_back = 0  # bytes of the file the kernel has been asked to write back
         self._write(header)
 
@@ -194,9 +195,7 @@ class InstanceStore:
         self.flush_directories = directory_fsync == "always" or not (
             file_fsync_makes_its_name_durable(self.studies)
         )
-        # Association threads call begin() at once: next() on a count is atomic where
-        # "+= 1" is not, and two threads given one name failed the second's O_EXCL open.
-        self._counter = itertools.count(1)
+        self.temporary_files = TemporaryFiles(self.tmp)
 
     def free_bytes(self) -> int:
         st = os.statvfs(self.root)
@@ -208,9 +207,14 @@ class InstanceStore:
     def begin(self, header: bytes) -> IncomingFile:
         if not self.has_room():
             raise StoreFull(f"free space is below the {self.reserve_bytes >> 20} MB reserve")
-        # The worker's pid first: the supervisor sweeps a dead worker's files by it.
-        name = f"{os.getpid()}-{id(self)}-{next(self._counter)}.part"
-        return IncomingFile(self.tmp / name, header)
+        return IncomingFile(*self.temporary_files.take(), header)
+
+    def prepare(self) -> None:
+        """Have temporary files made ahead of the next data sets (see core/tempfiles.py)."""
+        self.temporary_files.prepare()
+
+    def close(self) -> None:
+        self.temporary_files.close()
 
     def relpath_for(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
         parts = (uid_path_part(study_uid), uid_path_part(series_uid))

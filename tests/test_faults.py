@@ -282,7 +282,7 @@ def assert_forwarded_after_a_kill(
     # ``when`` holds.
     senders = burst(box.port, study, 1, tally)
     wait_for(lambda: tally.count >= 20, 120, "the burst to get going")
-    kill_inside_index_write(box, also=lambda: when(box.data_dir), whole_box=whole_box)
+    killed = kill_inside_index_write(box, also=lambda: when(box.data_dir), whole_box=whole_box)
     join_all(senders)
     if whole_box:
         box.start()
@@ -296,6 +296,8 @@ def assert_forwarded_after_a_kill(
     missing = {i.sop_instance_uid for i in study} - set(received(tmp_path / "archive"))
     assert missing == set(), f"{len(missing)} stored instance(s) never forwarded"
     assert partial_files(box.data_dir) == []
+    # nor anything else the killed worker had under tmp/ (such as files made ahead)
+    assert list((box.data_dir / "tmp").glob(f"{killed}-*")) == []
 
 
 # --------------------------------------------------------------------------- full disk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import threading
 import time
@@ -409,3 +410,27 @@ def test_a_coerced_copy_that_finds_the_volume_full_is_refused_and_nothing_is_kep
         assert box.index.instance_rows(sop_instance_uid=ds.SOPInstanceUID) == []
     finally:
         box.close()
+
+
+def test_temporary_files_are_made_ahead_and_those_left_unused_go_at_close(tmp_path):
+    from dicombox.core.tempfiles import SPARES, TemporaryFiles
+
+    files = TemporaryFiles(tmp_path)
+    made = files.take()  # none made ahead yet: made there and then
+    files.prepare()
+    deadline = time.monotonic() + 10
+    while len(list(tmp_path.iterdir())) < 1 + SPARES and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ahead = sorted(set(tmp_path.iterdir()) - {made[0]})
+    assert len(ahead) == SPARES and all(p.stat().st_size == 0 for p in ahead)
+    path, fd = files.take()  # one made ahead, open for writing
+    assert path in ahead
+    os.write(fd, b"DATA")
+    os.close(fd)
+    os.close(made[1])
+    files.close()
+    assert sorted(tmp_path.iterdir()) == sorted([made[0], path])  # the unused one is gone
+    files.prepare()  # after close, nothing more is made ahead
+    time.sleep(0.1)
+    assert sorted(tmp_path.iterdir()) == sorted([made[0], path])
+    assert path.read_bytes() == b"DATA"

@@ -39,6 +39,8 @@ class StorageSCP:
         try:
             yield Reply(outcome.status, fields=fields)
         finally:
-            # The answer is on its way (or the peer has gone): the announcement overlaps
-            # the sender's next request instead of delaying this answer.
+            # The answer is on its way (or the peer has gone): the announcement, and the
+            # temporary file for the next data set, overlap the sender's next request
+            # instead of delaying an answer.
             self.ingest.announce(outcome, arrival)
+            self.ingest.prepare()

@@ -392,7 +392,17 @@ def unindexed_files(data_dir: Path) -> list[Path]:
 
 
 def partial_files(data_dir: Path) -> list[Path]:
-    return sorted((data_dir / "tmp").glob("*.part"))
+    """Data sets begun under ``tmp/`` and not (yet) placed. The empty files a worker keeps
+    made ahead of need (core/tempfiles.py) are no data set: a begun one holds its file
+    meta at least. (A running box may remove a file between the listing and its look.)"""
+    begun = []
+    for path in (data_dir / "tmp").glob("*.part"):
+        try:
+            if path.stat().st_size > 0:
+                begun.append(path)
+        except FileNotFoundError:
+            continue
+    return sorted(begun)
 
 
 def whole(path: Path) -> str:
