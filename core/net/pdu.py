@@ -71,7 +71,9 @@ class PduSocket:
         self._rfile = sock.makefile("rb", buffering=CHUNK)
 
     def settimeout(self, seconds: float | None) -> None:
-        self.sock.settimeout(seconds)
+        # Setting it costs two fcntl calls, and an association sets it before every PDU.
+        if seconds != self.sock.gettimeout():
+            self.sock.settimeout(seconds)
 
     def read_exact(self, n: int) -> bytes:
         data = self._rfile.read(n)
