@@ -61,9 +61,11 @@ class Box:
         return titles
 
     def close(self) -> None:
-        self.audit.close()  # first: what it still has to say may need the index
-        close_engine(self.index.engine)
-        self.store.close()
+        try:
+            self.audit.close()  # first: what it still has to say may need the index
+            close_engine(self.index.engine)
+        finally:
+            self.store.close()
 
 
 def load_plugins_and_config(

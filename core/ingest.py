@@ -92,6 +92,9 @@ class Ingest:
             return self.box.store.begin(header)
         except StoreFull as exc:
             return Refused(str(exc))
+        except OSError as exc:  # no inode left, a read-only volume, no descriptor left
+            log.error("cannot begin a temporary file for %s: %s", arrival.sop_instance_uid, exc)
+            return Refused(f"cannot create a temporary file: {exc.strerror or exc}")
 
     def prepare(self) -> None:
         """Ready the store for the next data set (see ``InstanceStore.prepare``)."""

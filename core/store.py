@@ -105,7 +105,11 @@ class IncomingFile:
         self.routing: Path | None = None
         self._fd: int | None = fd
         self._writing_back = 0  # bytes of the file the kernel has been asked to write back
-        self._write(header)
+        try:
+            self._write(header)
+        except BaseException:
+            self.discard()
+            raise
 
     def _write(self, data: bytes) -> None:
         if self.full or self._fd is None:
@@ -316,11 +320,16 @@ class InstanceStore:
     def sweep_temporary(self, prefix: str = "") -> int:
         """Remove partial files, and scratch folders of jobs, left by a crash; called by
         the supervisor at start. With ``prefix`` (a worker's pid and a dash), only the
-        files of that worker, which has died."""
+        files of that worker, which has died. Returns how many held something: the
+        empty files made ahead of need go without a count."""
         count = 0
         for leftover in self._temporary(prefix):
+            try:
+                held_data = leftover.stat().st_size > 0
+            except FileNotFoundError:
+                continue
             leftover.unlink(missing_ok=True)
-            count += 1
+            count += held_data
         if prefix:
             return count
         for folder in self.tmp.glob("scratch-*"):

@@ -47,15 +47,22 @@ class TemporaryFiles:
             return self._make()
 
     def prepare(self) -> None:
-        """Have files made ahead, up to SPARES, by the maker thread; returns at once."""
+        """Have files made ahead, up to SPARES, by the maker thread; returns at once and
+        never fails: without files made ahead, ``take`` makes its own."""
         with self._lock:
             if self._closed:
                 return
             if self._maker is None:
-                self._maker = threading.Thread(
+                maker = threading.Thread(
                     target=self._keep_ready, name="temporary-files", daemon=True
                 )
-                self._maker.start()
+                try:
+                    maker.start()
+                except RuntimeError as exc:  # no thread to be had: files are made on demand
+                    log.warning("temporary files are not made ahead: %s", exc)
+                    self._closed = True
+                    return
+                self._maker = maker
         self._wanted.set()
 
     def close(self) -> None:
@@ -66,8 +73,11 @@ class TemporaryFiles:
         self._wanted.set()
         if maker is not None:
             maker.join()
-        while self._spares:
-            path, fd = self._spares.popleft()
+        while True:
+            try:  # an association still finishing may take one meanwhile
+                path, fd = self._spares.popleft()
+            except IndexError:
+                return
             os.close(fd)
             path.unlink(missing_ok=True)
 

@@ -14,7 +14,7 @@ from pynetdicom import AE
 from dicombox.core.net import pdu
 from tests.conftest import require
 from tests.support import rawclient
-from tests.support.faults import partial_files
+from tests.support.faults import tmp_leftovers
 from tests.support.peers import run
 from tests.support.synthetic import ct_dataset
 
@@ -38,7 +38,7 @@ def small_ct(**changes: object) -> pydicom.Dataset:
 
 
 def nothing_left_behind(box) -> None:
-    assert partial_files(box.data_dir) == [], "a partial file was left in tmp/"
+    assert tmp_leftovers(box) == [], "something was left in tmp/"
     assert list((box.data_dir / "studies").rglob("*.dcm")) == [], "something was stored"
 
 

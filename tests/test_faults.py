@@ -52,6 +52,7 @@ from tests.support.faults import (
     send_all,
     store,
     store_problems,
+    tmp_leftovers,
     unindexed_files,
     wait_for,
 )
@@ -297,7 +298,7 @@ def assert_forwarded_after_a_kill(
     assert missing == set(), f"{len(missing)} stored instance(s) never forwarded"
     assert partial_files(box.data_dir) == []
     # nor anything else the killed worker had under tmp/ (such as files made ahead)
-    assert list((box.data_dir / "tmp").glob(f"{killed}-*")) == []
+    assert tmp_leftovers(box) == [], f"worker {killed} was killed"
 
 
 # --------------------------------------------------------------------------- full disk
@@ -522,6 +523,7 @@ def test_threads_beginning_data_sets_at_once_never_share_a_temporary_file(tmp_pa
                 instances.begin(b"meta").discard()
             except FileExistsError as exc:
                 clashes.append(exc)
+            instances.prepare()  # the maker thread makes files while others take them
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
@@ -533,4 +535,5 @@ def test_threads_beginning_data_sets_at_once_never_share_a_temporary_file(tmp_pa
     finally:
         sys.setswitchinterval(interval)
     assert clashes == []
+    instances.close()
     assert list((tmp_path / "tmp").iterdir()) == []

@@ -415,6 +415,7 @@ def test_a_coerced_copy_that_finds_the_volume_full_is_refused_and_nothing_is_kep
 def test_temporary_files_are_made_ahead_and_those_left_unused_go_at_close(tmp_path):
     from dicombox.core.tempfiles import SPARES, TemporaryFiles
 
+    descriptors = len(os.listdir("/proc/self/fd"))
     files = TemporaryFiles(tmp_path)
     made = files.take()  # none made ahead yet: made there and then
     files.prepare()
@@ -434,3 +435,64 @@ def test_temporary_files_are_made_ahead_and_those_left_unused_go_at_close(tmp_pa
     time.sleep(0.1)
     assert sorted(tmp_path.iterdir()) == sorted([made[0], path])
     assert path.read_bytes() == b"DATA"
+    assert len(os.listdir("/proc/self/fd")) == descriptors  # the unused one's closed too
+
+    never_prepared = TemporaryFiles(tmp_path / "other")
+    (tmp_path / "other").mkdir()
+    never_prepared.close()
+    never_prepared.prepare()  # closed before it ever made any: still makes none
+    time.sleep(0.1)
+    assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_a_temporary_file_that_cannot_be_made_gives_a700_and_the_data_set_is_drained(
+    tmp_path, monkeypatch
+):
+    import errno
+
+    from dicombox.core.box import load_plugins_and_config, open_box
+    from dicombox.core.ingest import OUT_OF_RESOURCES, Arrival, Ingest
+    from dicombox.core.tempfiles import TemporaryFiles
+
+    def no_inode_left(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(TemporaryFiles, "_make", no_inode_left)
+    config, pm, infos = load_plugins_and_config(None, data_dir=tmp_path / "var")
+    box = open_box(config, pm, infos)
+    try:
+        source = Path(get_testdata_file("CT_small.dcm"))
+        ds = pydicom.dcmread(source)
+        arrival = Arrival(
+            str(ds.file_meta.TransferSyntaxUID), "CT01", ds.SOPClassUID, ds.SOPInstanceUID
+        )
+        ingest = Ingest(box)
+        sink = ingest.open(arrival)
+        sink.write(source.read_bytes()[dataset_offset(source) :])  # drained, not kept
+        sink.close()
+        outcome = ingest.finish(sink, arrival)
+        assert outcome.status == OUT_OF_RESOURCES
+        assert "cannot create a temporary file" in outcome.comment
+        assert list(box.store.tmp.iterdir()) == []
+    finally:
+        box.close()
+
+
+def test_a_dead_workers_sweep_counts_the_data_sets_it_cut_off_not_the_files_made_ahead(
+    tmp_path,
+):
+    from dicombox.core.store import InstanceStore
+    from dicombox.core.tempfiles import SPARES
+
+    store = InstanceStore(tmp_path, 0)
+    begun = store.begin(b"META")  # a data set the death cut off
+    begun.write(b"part of it")
+    store.prepare()
+    deadline = time.monotonic() + 10
+    while len(list(store.tmp.iterdir())) < 1 + SPARES and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(list(store.tmp.iterdir())) == 1 + SPARES
+    assert store.sweep_temporary(f"{os.getpid()}-") == 1
+    assert list(store.tmp.iterdir()) == []
+    begun.discard()
+    store.close()

@@ -246,10 +246,10 @@ def frozen(pids: list[int]) -> Iterator[list[int]]:
     snapshot: what it was doing at that instant it is still doing when SIGKILL comes."""
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
-    # kill() returns before a process running on another core has stopped; look
-    # only once every thread of every process is seen stopped.
-    wait_for(lambda: all(map(stopped, pids)), 5, "the box to stop")
     try:
+        # kill() returns before a process running on another core has stopped; look
+        # only once every thread of every process is seen stopped.
+        wait_for(lambda: all(map(stopped, pids)), 30, "the box to stop")
         yield pids
     finally:
         for pid in pids:
@@ -403,6 +403,28 @@ def partial_files(data_dir: Path) -> list[Path]:
         except FileNotFoundError:
             continue
     return sorted(begun)
+
+
+def tmp_leftovers(box: RunningBox) -> list[str]:
+    """What is in the box's ``tmp/`` beyond the empty files its live processes made ahead
+    of need (at most SPARES each, named after their pid): partial data sets, second
+    links, scratch folders, anything of a dead process."""
+    from dicombox.core.tempfiles import SPARES
+
+    made_ahead: dict[str, int] = {}
+    left = []
+    live = {f"{pid}-" for pid in box.pids()}
+    for entry in sorted((box.data_dir / "tmp").iterdir()):
+        owner = entry.name.split("-", 1)[0] + "-"
+        try:
+            empty_part = entry.suffix == ".part" and entry.stat().st_size == 0
+        except FileNotFoundError:
+            continue
+        if empty_part and owner in live and made_ahead.get(owner, 0) < SPARES:
+            made_ahead[owner] = made_ahead.get(owner, 0) + 1
+        else:
+            left.append(entry.name)
+    return left
 
 
 def whole(path: Path) -> str:
