@@ -38,7 +38,7 @@ def small_ct(**changes: object) -> pydicom.Dataset:
 
 
 def nothing_left_behind(box) -> None:
-    assert tmp_leftovers(box) == [], "something was left in tmp/"
+    assert tmp_leftovers(box.data_dir, box.pids()) == [], "something was left in tmp/"
     assert list((box.data_dir / "studies").rglob("*.dcm")) == [], "something was stored"
 
 

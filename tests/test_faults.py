@@ -296,9 +296,9 @@ def assert_forwarded_after_a_kill(
     assert [j["state"] for j in jobs_of(box.data_dir, "forward") if j["state"] != "done"] == []
     missing = {i.sop_instance_uid for i in study} - set(received(tmp_path / "archive"))
     assert missing == set(), f"{len(missing)} stored instance(s) never forwarded"
-    assert partial_files(box.data_dir) == []
-    # nor anything else the killed worker had under tmp/ (such as files made ahead)
-    assert tmp_leftovers(box) == [], f"worker {killed} was killed"
+    # no partial file, nor anything else the killed worker had under tmp/ (such as files
+    # made ahead)
+    assert tmp_leftovers(box.data_dir, box.pids()) == [], f"worker {killed} was killed"
 
 
 # --------------------------------------------------------------------------- full disk

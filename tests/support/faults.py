@@ -405,16 +405,16 @@ def partial_files(data_dir: Path) -> list[Path]:
     return sorted(begun)
 
 
-def tmp_leftovers(box: RunningBox) -> list[str]:
-    """What is in the box's ``tmp/`` beyond the empty files its live processes made ahead
-    of need (at most SPARES each, named after their pid): partial data sets, second
+def tmp_leftovers(data_dir: Path, pids: Iterable[int]) -> list[str]:
+    """What is in ``tmp/`` beyond the empty files the box's live processes ``pids`` made
+    ahead of need (at most SPARES each, named after their pid): partial data sets, second
     links, scratch folders, anything of a dead process."""
     from dicombox.core.tempfiles import SPARES
 
     made_ahead: dict[str, int] = {}
     left = []
-    live = {f"{pid}-" for pid in box.pids()}
-    for entry in sorted((box.data_dir / "tmp").iterdir()):
+    live = {f"{pid}-" for pid in pids}
+    for entry in sorted((data_dir / "tmp").iterdir()):
         owner = entry.name.split("-", 1)[0] + "-"
         try:
             empty_part = entry.suffix == ".part" and entry.stat().st_size == 0
