@@ -7,7 +7,10 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -371,10 +374,9 @@ def test_an_event_the_channel_cannot_encode_costs_that_event_only(tmp_path):
 def test_a_coerced_copy_that_finds_the_volume_full_is_refused_and_nothing_is_kept(
     tmp_path, monkeypatch
 ):
-    from dicombox.core.box import load_plugins_and_config, open_box
     from dicombox.core.coercion import Coercion
     from dicombox.core.hookspecs import hookimpl
-    from dicombox.core.ingest import OUT_OF_RESOURCES, Arrival, Ingest
+    from dicombox.core.ingest import OUT_OF_RESOURCES
     from dicombox.core.store import IncomingFile
 
     class CorrectPatientID:
@@ -390,26 +392,43 @@ def test_a_coerced_copy_that_finds_the_volume_full_is_refused_and_nothing_is_kep
         self._truncate()
 
     monkeypatch.setattr(IncomingFile, "replace_content", rewrite_on_a_full_volume)
-    config, pm, infos = load_plugins_and_config(None, data_dir=tmp_path / "var")
-    pm.register(CorrectPatientID())
-    box = open_box(config, pm, infos)
-    try:
-        source = Path(get_testdata_file("CT_small.dcm"))
-        ds = pydicom.dcmread(source)
-        data = source.read_bytes()[dataset_offset(source) :]
-        arrival = Arrival(
-            str(ds.file_meta.TransferSyntaxUID), "CT01", ds.SOPClassUID, ds.SOPInstanceUID
-        )
-        ingest = Ingest(box)
-        sink = ingest.open(arrival)
-        sink.write(data)
-        sink.close()
-        assert ingest.finish(sink, arrival).status == OUT_OF_RESOURCES
+    with box_in_this_process(tmp_path, CorrectPatientID()) as box:
+        outcome, ds = ingest_ct_small(box)
+        assert outcome.status == OUT_OF_RESOURCES
         assert list(box.store.studies.rglob("*.dcm")) == []  # no empty file took a name
         assert list(box.store.tmp.iterdir()) == []
         assert box.index.instance_rows(sop_instance_uid=ds.SOPInstanceUID) == []
+
+
+@contextmanager
+def box_in_this_process(tmp_path: Path, *plugins: object) -> Iterator[Any]:
+    """A box on default configuration (and ``plugins``) opened here, closed after."""
+    from dicombox.core.box import load_plugins_and_config, open_box
+
+    config, pm, infos = load_plugins_and_config(None, data_dir=tmp_path / "var")
+    for plugin in plugins:
+        pm.register(plugin)
+    box = open_box(config, pm, infos)
+    try:
+        yield box
     finally:
         box.close()
+
+
+def ingest_ct_small(box: Any) -> tuple[Any, pydicom.Dataset]:
+    """pydicom's CT_small.dcm taken in as a C-STORE from CT01 would be: its outcome."""
+    from dicombox.core.ingest import Arrival, Ingest
+
+    source = Path(get_testdata_file("CT_small.dcm"))
+    ds = pydicom.dcmread(source)
+    arrival = Arrival(
+        str(ds.file_meta.TransferSyntaxUID), "CT01", ds.SOPClassUID, ds.SOPInstanceUID
+    )
+    ingest = Ingest(box)
+    sink = ingest.open(arrival)
+    sink.write(source.read_bytes()[dataset_offset(source) :])
+    sink.close()
+    return ingest.finish(sink, arrival), ds
 
 
 def test_temporary_files_are_made_ahead_and_those_left_unused_go_at_close(tmp_path):
@@ -450,32 +469,18 @@ def test_a_temporary_file_that_cannot_be_made_gives_a700_and_the_data_set_is_dra
 ):
     import errno
 
-    from dicombox.core.box import load_plugins_and_config, open_box
-    from dicombox.core.ingest import OUT_OF_RESOURCES, Arrival, Ingest
+    from dicombox.core.ingest import OUT_OF_RESOURCES
     from dicombox.core.tempfiles import TemporaryFiles
 
     def no_inode_left(self):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(TemporaryFiles, "_make", no_inode_left)
-    config, pm, infos = load_plugins_and_config(None, data_dir=tmp_path / "var")
-    box = open_box(config, pm, infos)
-    try:
-        source = Path(get_testdata_file("CT_small.dcm"))
-        ds = pydicom.dcmread(source)
-        arrival = Arrival(
-            str(ds.file_meta.TransferSyntaxUID), "CT01", ds.SOPClassUID, ds.SOPInstanceUID
-        )
-        ingest = Ingest(box)
-        sink = ingest.open(arrival)
-        sink.write(source.read_bytes()[dataset_offset(source) :])  # drained, not kept
-        sink.close()
-        outcome = ingest.finish(sink, arrival)
+    with box_in_this_process(tmp_path) as box:
+        outcome, _ = ingest_ct_small(box)  # its data set is drained, not kept
         assert outcome.status == OUT_OF_RESOURCES
         assert "cannot create a temporary file" in outcome.comment
         assert list(box.store.tmp.iterdir()) == []
-    finally:
-        box.close()
 
 
 def test_a_dead_workers_sweep_counts_the_data_sets_it_cut_off_not_the_files_made_ahead(
