@@ -7,13 +7,20 @@ one-image associations of another study). Prints images/s for each and the ratio
 dicombox/DCMTK. Then four associations each send a 200 MB multi-frame object to dicombox
 while the box's resident memory is sampled.
 
+storescp never flushes what it writes; dicombox fsyncs each file and its folder before it
+answers 0000. ``--durable-peer`` adds a third peer to each round: the same storescp with
+``fsync_on_close.c`` preloaded, which fsyncs each file and its folder as storescp closes
+it (built with the machine's C compiler), so the two are also compared doing the same job.
+
     make bench            # or: .venv/bin/python -m bench.ingest [--images 200] [--mb 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -54,11 +61,28 @@ def warm_up(port: int, warm: list[Path], aec: str) -> None:
     send_parallel(port, warm, len(warm), aec)
 
 
-def measure_dcmtk(work: Path, files: list[Path], associations: int, warm: list[Path]) -> float:
-    out = work / f"storescp-{associations}"
+def build_fsync_shim(work: Path) -> Path:
+    """``fsync_on_close.c`` built into ``work``: preloaded, it makes storescp durable."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise SystemExit("--durable-peer needs a C compiler (cc) to build fsync_on_close.c")
+    shim = work / "fsync_on_close.so"
+    source = Path(__file__).with_name("fsync_on_close.c")
+    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"], check=True)
+    return shim
+
+
+def measure_dcmtk(
+    work: Path,
+    files: list[Path],
+    associations: int,
+    warm: list[Path],
+    preload: Path | None = None,
+) -> float:
+    out = work / f"storescp-{associations}{'-durable' if preload else ''}"
     out.mkdir()
     port = free_port()
-    proc = popen(["storescp", "--fork", *PDU[:2], "-od", out, str(port)])
+    proc = popen(["storescp", "--fork", *PDU[:2], "-od", out, str(port)], preload=preload)
     time.sleep(0.5)
     try:
         warm_up(port, warm, "STORESCP")
@@ -99,6 +123,31 @@ def peak_rss(work: Path, megabytes: int, associations: int = 4) -> tuple[int, in
     return peak_sum // 1024, peak_one // 1024, seconds
 
 
+DURABLE = "storescp+fsync"
+PEERS = ("dicombox", "storescp", DURABLE)
+
+
+def _round(rates: dict[str, list[float]], r: int) -> str:
+    box = rates["dicombox"][r]
+    return ", ".join(
+        [f"{name} {rate[r]:7.1f}" for name, rate in rates.items()]
+        + [f"ratio to {name} {box / rates[name][r]:.2f}" for name in rates if name != "dicombox"]
+    ) + " images/s"  # fmt: skip
+
+
+def _summary(rates: dict[str, list[float]]) -> str:
+    """Each peer's median rate, and the median of the rounds' ratios dicombox/peer (a
+    round's two rates were measured under the same load)."""
+    box = rates["dicombox"]
+    medians = [f"{name} {statistics.median(rate):7.1f} images/s" for name, rate in rates.items()]
+    ratios = [
+        f"ratio to {name} {statistics.median(b / p for b, p in zip(box, rate, strict=True)):.2f}"
+        for name, rate in rates.items()
+        if name != "dicombox"
+    ]
+    return ", ".join(medians + ratios)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=200)
@@ -110,41 +159,38 @@ def main() -> None:
         help="where both peers write (default: a temporary folder); "
         "the same file system for both keeps the comparison fair",
     )
+    parser.add_argument(
+        "--durable-peer",
+        action="store_true",
+        help="also time storescp made to fsync each file and its folder, as dicombox does",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dicombox-bench-", dir=args.dir) as tmp:
         work = Path(tmp)
         files = write_ct_series(work / "ct", args.images)
         warm = write_ct_series(work / "warm", 8)
+        shim = build_fsync_shim(work) if args.durable_peer else None
         print(f"{len(files)} CT images of {files[0].stat().st_size / 1e6:.2f} MB each")
         for associations in (1, 4):
-            rounds = []
+            rates: dict[str, list[float]] = {name: [] for name in PEERS if shim or name != DURABLE}
             for r in range(args.rounds):
                 run_dir = work / f"a{associations}-r{r}"
                 run_dir.mkdir()
-                # Back to back, the first peer alternating: a round compares the two under
-                # the same load from the rest of the machine.
                 measure = {
-                    "box": partial(
+                    "dicombox": partial(
                         measure_dicombox, run_dir, files, associations, args.workers, warm
                     ),
-                    "dcmtk": partial(measure_dcmtk, run_dir, files, associations, warm),
+                    "storescp": partial(measure_dcmtk, run_dir, files, associations, warm),
+                    DURABLE: partial(measure_dcmtk, run_dir, files, associations, warm, shim),
                 }
-                order = ("dcmtk", "box") if r % 2 else ("box", "dcmtk")
-                seconds = {name: measure[name]() for name in order}
-                rounds.append((len(files) / seconds["box"], len(files) / seconds["dcmtk"]))
-                print(
-                    f"  round {r + 1}, {associations} association(s): dicombox "
-                    f"{rounds[-1][0]:7.1f}, storescp {rounds[-1][1]:7.1f} images/s, "
-                    f"ratio {rounds[-1][0] / rounds[-1][1]:.2f}"
-                )
-            box_rate = statistics.median(b for b, _ in rounds)
-            dcmtk_rate = statistics.median(d for _, d in rounds)
-            ratio = statistics.median(b / d for b, d in rounds)
-            print(
-                f"{associations} association(s): dicombox {box_rate:7.1f} images/s, "
-                f"DCMTK storescp {dcmtk_rate:7.1f} images/s (medians of {args.rounds} rounds), "
-                f"ratio {ratio:.2f} (median of the rounds' ratios)"
-            )
+                # Back to back, the first peer taking turns: a round compares them under the
+                # same load from the rest of the machine.
+                names = list(rates)
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    rates[name].append(len(files) / measure[name]())
+                print(f"  round {r + 1}, {associations} association(s): {_round(rates, r)}")
+            print(f"{associations} association(s), medians of {args.rounds} rounds: "
+                  f"{_summary(rates)}")  # fmt: skip
         total, one, seconds = peak_rss(work, args.mb)
         print(
             f"4 x {args.mb} MB multi-frame in {seconds:.1f} s: peak RSS of the box "

@@ -34,8 +34,12 @@ def run(
     )
 
 
-def popen(args: list[str | Path], **kwargs: object) -> subprocess.Popen:
-    return subprocess.Popen([str(a) for a in args], env=PEER_ENV, **kwargs)  # type: ignore[arg-type]
+def popen(
+    args: list[str | Path], preload: Path | None = None, **kwargs: object
+) -> subprocess.Popen:
+    """Start a peer; ``preload``, a shared library the peer is to load first."""
+    env = {**PEER_ENV, "LD_PRELOAD": str(preload)} if preload else PEER_ENV
+    return subprocess.Popen([str(a) for a in args], env=env, **kwargs)  # type: ignore[arg-type]
 
 
 def storescu(
