@@ -8,26 +8,20 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dicombox.core import __version__, audit, plugin_env, updates
+from dicombox.core import __version__, audit, plugin_env
 from dicombox.core.box import Box, load_plugins_and_config, open_box
+from dicombox.core.cli_plugins import add_plugins_verbs
+from dicombox.core.cli_tls import add_tls_verbs
 from dicombox.core.config import ConfigError
 from dicombox.core.jobs import FAILED, QUEUED, RUNNING
+from dicombox.core.tables import format_table
 
 Command = Callable[[Box, argparse.Namespace], int]
-
-
-def format_table(rows: list[list[Any]], headers: list[str]) -> str:
-    """Rows as aligned columns under their headers (for plugins' CLI verbs too)."""
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def _ago(t: float | None) -> str:
@@ -147,160 +141,6 @@ def cmd_reindex(box: Box, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plugins(box: Box, args: argparse.Namespace) -> int:
-    """``dicombox plugins``: each plugin, its version, state and where it comes from."""
-    if args.json:
-        print(json.dumps([dataclasses.asdict(i) for i in box.plugin_infos], indent=1))
-        return 0
-    print(
-        format_table(
-            [
-                [
-                    i.name,
-                    i.version or "-",
-                    "failed" if i.error else "enabled" if i.enabled else "disabled",
-                    i.source,
-                    i.distribution,
-                    i.error or i.module,
-                ]
-                for i in box.plugin_infos
-            ],
-            ["PLUGIN", "VERSION", "STATE", "SOURCE", "DISTRIBUTION", "MODULE / ERROR"],
-        )
-    )
-    store = plugin_env.EnvStore(box.data_dir)
-    if store.current() is not None:
-        print(f"plugin environment: {plugin_env.label(store.current())}")
-        print(f"rollback goes to: {plugin_env.label(store.previous())}")
-    return 0
-
-
-def _update_site(box: Box, args: argparse.Namespace) -> updates.Site:
-    return updates.Site(box.config, args.config)
-
-
-def _refused(verb: str, exc: updates.UpdateRefused) -> int:
-    print(f"dicombox plugins {verb}: refused: {exc.reason}")
-    if exc.outcome:
-        print(exc.outcome)
-    return 1
-
-
-def cmd_plugins_install(box: Box, args: argparse.Namespace) -> int:
-    """``dicombox plugins install BUNDLE``: verify, install, try, switch, restart."""
-    try:
-        updates.install(_update_site(box, args), Path(args.bundle), print)
-    except updates.UpdateRefused as exc:
-        return _refused("install", exc)
-    except plugin_env.EnvError as exc:  # another install holds the lock
-        print(f"dicombox plugins install: {exc}")
-        return 1
-    return 0
-
-
-def cmd_plugins_rollback(box: Box, args: argparse.Namespace) -> int:
-    """``dicombox plugins rollback``: back to the previous plugin environment."""
-    try:
-        updates.rollback(_update_site(box, args), print)
-    except updates.UpdateRefused as exc:
-        return _refused("rollback", exc)
-    except plugin_env.EnvError as exc:
-        print(f"dicombox plugins rollback: {exc}")
-        return 1
-    return 0
-
-
-def cmd_plugins_verify(box: Box, args: argparse.Namespace) -> int:
-    """``dicombox plugins verify BUNDLE``: check a bundle against the trusted keys only."""
-    from dicombox.core.bundles import BundleError, check_bundle
-
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            manifest = check_bundle(
-                Path(args.bundle), box.config.updates.trusted_keys, Path(scratch)
-            )
-        except BundleError as exc:
-            print(f"dicombox plugins verify: refused: {exc}")
-            return 1
-    plugins = ", ".join(p.name for p in manifest.plugins)
-    print(f"{args.bundle}: {manifest.label} ({manifest.created}), signature and wheels OK")
-    print(f"plugins: {plugins}; needs dicombox {manifest.min_dicombox} or later")
-    return 0
-
-
-def tool_keygen(args: argparse.Namespace) -> int:
-    """``dicombox plugins keygen KEY``: a new signing key; prints its public half."""
-    from dicombox.core.bundles import BundleError, generate_key
-
-    try:
-        public = generate_key(Path(args.key))
-    except (BundleError, OSError) as exc:
-        print(f"dicombox plugins keygen: {exc}")
-        return 1
-    print(f"private key written to {args.key}: keep it off the boxes")
-    print("public key, for the configuration of each box that trusts it:")
-    print(f'[updates]\ntrusted_keys = ["{public}"]')
-    return 0
-
-
-def tool_bundle(args: argparse.Namespace) -> int:
-    """``dicombox plugins bundle --key KEY --out BUNDLE WHEEL…``: make a signed bundle."""
-    from dicombox.core.bundles import BundleError, make_bundle
-
-    try:
-        manifest = make_bundle(
-            Path(args.key),
-            [Path(w) for w in args.wheels],
-            Path(args.out),
-            name=args.name or "",
-            version=args.bundle_version or "",
-            **({"min_dicombox": args.min_dicombox} if args.min_dicombox else {}),
-        )
-    except (BundleError, OSError) as exc:
-        print(f"dicombox plugins bundle: {exc}")
-        return 1
-    print(
-        f"{args.out}: {manifest.label}, {len(manifest.wheels)} wheel(s), plugins: "
-        f"{', '.join(p.name for p in manifest.plugins)}"
-    )
-    return 0
-
-
-def _plugins_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plugins", help="list plugins; install, roll back, sign plugin bundles")
-    p.add_argument("--json", action="store_true", help="the plugin list as JSON")
-    p.set_defaults(func=cmd_plugins)
-    actions = p.add_subparsers(dest="action", metavar="ACTION")
-    a = actions.add_parser(
-        "install", help="verify a signed bundle, install it, restart onto it (or refuse it)"
-    )
-    a.add_argument("bundle")
-    a.set_defaults(func=cmd_plugins_install)
-    a = actions.add_parser("rollback", help="go back to the previous plugin environment")
-    a.set_defaults(func=cmd_plugins_rollback)
-    a = actions.add_parser("verify", help="check a bundle's signature and wheels only")
-    a.add_argument("bundle")
-    a.set_defaults(func=cmd_plugins_verify)
-    a = actions.add_parser("keygen", help="make a signing key (for whoever makes bundles)")
-    a.add_argument("key", help="file to write the private key to")
-    a.set_defaults(func=None, tool=tool_keygen)
-    a = actions.add_parser("bundle", help="sign wheels into a bundle")
-    a.add_argument("--key", required=True, help="the private key file (from keygen)")
-    a.add_argument("--out", required=True, help="the bundle file to write")
-    a.add_argument("--name", help="bundle name (default: the first wheel's distribution)")
-    a.add_argument(
-        "--version",
-        dest="bundle_version",
-        metavar="VERSION",
-        help="bundle version (default: the first wheel's)",
-    )
-    a.add_argument(
-        "--min-dicombox", metavar="VERSION", help="oldest dicombox it runs on (default: this one)"
-    )
-    a.add_argument("wheels", nargs="+", metavar="WHEEL")
-    a.set_defaults(func=None, tool=tool_bundle)
-
-
 OUTCOMES = {0: "success", 4: "minor failure", 8: "serious failure", 12: "major failure"}
 
 
@@ -361,57 +201,6 @@ def cmd_conformance(box: Box, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tls_selftest(box: Box, args: argparse.Namespace) -> int:
-    import ssl
-
-    from dicombox.core.net import tls
-
-    net = box.config.network
-    if not (net.tls_certificate and net.tls_key):
-        print("dicombox tls selftest: set network.tls_certificate and network.tls_key first")
-        return 1
-    try:
-        result = tls.selftest(net)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        print(f"TLS self-test failed: {exc}")
-        return 1
-    print(f"protocol:    {result.protocol}")
-    print(f"cipher:      {result.cipher}")
-    print(f"subject:     {result.subject}")
-    print(f"expires:     {result.not_after} ({result.days_left} days)")
-    print(f"fingerprint: {result.fingerprint}  (SHA-256, for a peer's tls_pinned)")
-    if result.days_left < 30:
-        print(f"warning: the certificate expires in {result.days_left} days")
-    print(f"TLS port:    {net.tls_port or 'off (network.tls_port = 0)'}")
-    return 0
-
-
-def tool_tls_selfsigned(args: argparse.Namespace) -> int:
-    from dicombox.core.net.tls import write_self_signed
-
-    try:
-        cert, key = write_self_signed(Path(args.out), args.cn, args.days)
-    except OSError as exc:
-        print(f"dicombox tls selfsigned: {exc}")
-        return 1
-    print(f"wrote {cert} and {key} (self-signed, for a first test only: use the site's CA)")
-    print(f'[network]\ntls_certificate = "{cert}"\ntls_key = "{key}"')
-    return 0
-
-
-def _tls_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tls", help="DICOM TLS: check the configured certificate, make a test one")
-    actions = p.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
-    a = actions.add_parser("selftest", help="TLS handshake with itself over loopback")
-    a.set_defaults(func=cmd_tls_selftest)
-    a = actions.add_parser("selfsigned", help="make a self-signed certificate and key")
-    a.add_argument("--out", required=True, help="directory for box.crt and box.key")
-    a.add_argument("--cn", default="dicombox", help="the certificate's common name")
-    a.add_argument("--days", type=int, default=825)
-    a.set_defaults(func=None, tool=tool_tls_selfsigned)
-
-
 def build_parser(
     plugin_cli: Callable[[argparse._SubParsersAction], None],
 ) -> argparse.ArgumentParser:
@@ -452,8 +241,8 @@ def build_parser(
     sub.add_parser(
         "reindex", help="index stored files the index does not know (box stopped)"
     ).set_defaults(func=cmd_reindex)
-    _plugins_parser(sub)
-    _tls_parser(sub)
+    add_plugins_verbs(sub)
+    add_tls_verbs(sub)
     p = sub.add_parser("conformance", help="print the conformance statement of the loaded plugins")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_conformance)

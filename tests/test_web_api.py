@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from dicombox.core.box import load_plugins_and_config, open_box
-from dicombox.core.cli import format_table
+from dicombox.core.tables import format_table
 from tests.conftest import require
 from tests.support.boxproc import RunningBox
 from tests.support.peers import free_port, run

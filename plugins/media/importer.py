@@ -18,9 +18,9 @@ from pydicom import dcmread
 from pydicom.fileset import FileSet
 
 from dicombox.core.box import Box
-from dicombox.core.cli import format_table
 from dicombox.core.header import dataset_offset
 from dicombox.core.ingest import SUCCESS, Arrival, Ingest
+from dicombox.core.tables import format_table
 
 PIECE = 1 << 20
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 from dicombox.core.box import Box
-from dicombox.core.cli import format_table
+from dicombox.core.tables import format_table
 from dicombox.plugins.web.accounts import ROLES, AccountError, Accounts
 
 

@@ -169,7 +169,7 @@ class Verbs:
 
 
 def parse_table(text: str) -> list[dict[str, str]]:
-    """Rows of a table printed by ``dicombox.core.cli.format_table`` (columns padded to
+    """Rows of a table printed by ``dicombox.core.tables.format_table`` (columns padded to
     their widest cell, two spaces apart), as {header: cell}; [] when there is none."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or "  " not in lines[0]:

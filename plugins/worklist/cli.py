@@ -11,7 +11,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from dicombox.core.box import Box
-from dicombox.core.cli import format_table
+from dicombox.core.tables import format_table
 from dicombox.plugins.worklist.items import SCHEDULED, save_items
 from dicombox.plugins.worklist.poll import poll_and_report
 from dicombox.plugins.worklist.settings import WorklistSection
