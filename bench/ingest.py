@@ -1,16 +1,18 @@
 """Ingest benchmark: dicombox against DCMTK's storescp, side by side, in one run.
 
 200 synthetic 512x512x16-bit CT images are sent by DCMTK storescu (TCP_NODELAY=1, max PDU
-131072) over 1 and over 4 concurrent associations, first to dicombox, then to
-``storescp --fork`` writing to disk, each after the same untimed warm-up (eight
-one-image associations of another study). Prints images/s for each and the ratio
+131072) over 1 and over 4 concurrent associations, to dicombox and to ``storescp --fork``
+writing to disk, in rounds that time each peer in turn (the order changing from round to
+round), each after the same untimed warm-up (eight one-image associations of another
+study). Prints images/s for each and the ratio
 dicombox/DCMTK. Then four associations each send a 200 MB multi-frame object to dicombox
 while the box's resident memory is sampled.
 
-storescp never flushes what it writes; dicombox fsyncs each file and its folder before it
-answers 0000. ``--durable-peer`` adds a third peer to each round: the same storescp with
-``fsync_on_close.c`` preloaded, which fsyncs each file and its folder as storescp closes
-it (built with the machine's C compiler), so the two are also compared doing the same job.
+storescp never flushes what it writes; dicombox fsyncs each file, and its folder where the
+file system needs that, before it answers 0000. ``--durable-peer`` adds a third peer to
+each round: the same storescp with ``fsync_on_close.c`` preloaded, which makes the same
+flushes as storescp closes each file (built with the machine's C compiler), so the two are
+also compared doing the same job.
 
     make bench            # or: .venv/bin/python -m bench.ingest [--images 200] [--mb 200]
 """
@@ -18,6 +20,8 @@ it (built with the machine's C compiler), so the two are also compared doing the
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import shutil
 import statistics
 import subprocess
@@ -27,6 +31,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from dicombox.core.filesystems import file_fsync_makes_its_name_durable
 from tests.support.boxproc import RunningBox, rss_kib
 from tests.support.peers import free_port, popen, storescu
 from tests.support.synthetic import write_ct_series, write_multiframe
@@ -38,6 +43,9 @@ def send_parallel(port: int, files: list[Path], associations: int, aec: str) -> 
     """Wall-clock seconds to send ``files`` split over ``associations`` storescu runs."""
     chunks = [files[i::associations] for i in range(associations)]
     results: list[int] = []
+    # What the peer timed before left unflushed must not be written back in this one's
+    # window: storescp leaves each run's 100 MB in the page cache.
+    os.sync()
     start = time.perf_counter()
 
     def one(chunk: list[Path]) -> None:
@@ -61,14 +69,16 @@ def warm_up(port: int, warm: list[Path], aec: str) -> None:
     send_parallel(port, warm, len(warm), aec)
 
 
-def build_fsync_shim(work: Path) -> Path:
-    """``fsync_on_close.c`` built into ``work``: preloaded, it makes storescp durable."""
+def build_fsync_shim() -> Path:
+    """``fsync_on_close.c`` built in a folder of its own (not under ``--dir``, which may
+    forbid executing what is in it): preloaded, it makes storescp flush as the box does."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise SystemExit("--durable-peer needs a C compiler (cc) to build fsync_on_close.c")
-    shim = work / "fsync_on_close.so"
+    shim = Path(tempfile.mkdtemp(prefix="dicombox-bench-shim-")) / "fsync_on_close.so"
     source = Path(__file__).with_name("fsync_on_close.c")
-    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"], check=True)
+    build = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-o", shim, source, "-ldl"]
+    subprocess.run(build, check=True)
     return shim
 
 
@@ -77,14 +87,23 @@ def measure_dcmtk(
     files: list[Path],
     associations: int,
     warm: list[Path],
-    preload: Path | None = None,
+    shim: Path | None = None,
 ) -> float:
-    out = work / f"storescp-{associations}{'-durable' if preload else ''}"
+    out = work / f"storescp-{associations}{'-durable' if shim else ''}"
     out.mkdir()
     port = free_port()
-    proc = popen(["storescp", "--fork", *PDU[:2], "-od", out, str(port)], preload=preload)
+    env = {}
+    if shim:
+        # The folder's flush only where the box makes it too (see core/filesystems.py).
+        folder = "0" if file_fsync_makes_its_name_durable(out) else "1"
+        preload = " ".join(p for p in (str(shim), os.environ.get("LD_PRELOAD")) if p)
+        env = {"LD_PRELOAD": preload, "FSYNC_ON_CLOSE_FOLDER": folder}
+    proc = popen(["storescp", "--fork", *PDU[:2], "-od", out, str(port)], env=env)
     time.sleep(0.5)
     try:
+        if shim and str(shim) not in Path(f"/proc/{proc.pid}/maps").read_text():
+            # ld.so ignores a library it cannot load, with a line on stderr only.
+            raise SystemExit(f"storescp did not load {shim}: no durable peer to time")
         warm_up(port, warm, "STORESCP")
         return send_parallel(port, files, associations, "STORESCP")
     finally:
@@ -130,14 +149,14 @@ PEERS = ("dicombox", "storescp", DURABLE)
 def _round(rates: dict[str, list[float]], r: int) -> str:
     box = rates["dicombox"][r]
     return ", ".join(
-        [f"{name} {rate[r]:7.1f}" for name, rate in rates.items()]
+        [f"{name} {rate[r]:7.1f} images/s" for name, rate in rates.items()]
         + [f"ratio to {name} {box / rates[name][r]:.2f}" for name in rates if name != "dicombox"]
-    ) + " images/s"  # fmt: skip
+    )
 
 
 def _summary(rates: dict[str, list[float]]) -> str:
-    """Each peer's median rate, and the median of the rounds' ratios dicombox/peer (a
-    round's two rates were measured under the same load)."""
+    """Each peer's median rate, and the median of the rounds' ratios dicombox/peer (the
+    rates of one round were measured under the same load)."""
     box = rates["dicombox"]
     medians = [f"{name} {statistics.median(rate):7.1f} images/s" for name, rate in rates.items()]
     ratios = [
@@ -169,10 +188,14 @@ def main() -> None:
         work = Path(tmp)
         files = write_ct_series(work / "ct", args.images)
         warm = write_ct_series(work / "warm", 8)
-        shim = build_fsync_shim(work) if args.durable_peer else None
+        shim = build_fsync_shim() if args.durable_peer else None
+        peers = [name for name in PEERS if shim or name != DURABLE]
+        # Each round times the peers in another order, all orders in turn: none always
+        # runs after the same one.
+        orders = list(itertools.permutations(peers))
         print(f"{len(files)} CT images of {files[0].stat().st_size / 1e6:.2f} MB each")
         for associations in (1, 4):
-            rates: dict[str, list[float]] = {name: [] for name in PEERS if shim or name != DURABLE}
+            rates: dict[str, list[float]] = {name: [] for name in peers}
             for r in range(args.rounds):
                 run_dir = work / f"a{associations}-r{r}"
                 run_dir.mkdir()
@@ -181,16 +204,16 @@ def main() -> None:
                         measure_dicombox, run_dir, files, associations, args.workers, warm
                     ),
                     "storescp": partial(measure_dcmtk, run_dir, files, associations, warm),
-                    DURABLE: partial(measure_dcmtk, run_dir, files, associations, warm, shim),
                 }
-                # Back to back, the first peer taking turns: a round compares them under the
-                # same load from the rest of the machine.
-                names = list(rates)
-                for name in names[r % len(names) :] + names[: r % len(names)]:
+                if shim:
+                    measure[DURABLE] = partial(
+                        measure_dcmtk, run_dir, files, associations, warm, shim
+                    )
+                for name in orders[r % len(orders)]:
                     rates[name].append(len(files) / measure[name]())
                 print(f"  round {r + 1}, {associations} association(s): {_round(rates, r)}")
-            print(f"{associations} association(s), medians of {args.rounds} rounds: "
-                  f"{_summary(rates)}")  # fmt: skip
+            summary = _summary(rates)
+            print(f"{associations} association(s), medians of {args.rounds} rounds: {summary}")
         total, one, seconds = peak_rss(work, args.mb)
         print(
             f"4 x {args.mb} MB multi-frame in {seconds:.1f} s: peak RSS of the box "

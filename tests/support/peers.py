@@ -35,11 +35,10 @@ def run(
 
 
 def popen(
-    args: list[str | Path], preload: Path | None = None, **kwargs: object
+    args: list[str | Path], env: dict[str, str] | None = None, **kwargs: object
 ) -> subprocess.Popen:
-    """Start a peer; ``preload``, a shared library the peer is to load first."""
-    env = {**PEER_ENV, "LD_PRELOAD": str(preload)} if preload else PEER_ENV
-    return subprocess.Popen([str(a) for a in args], env=env, **kwargs)  # type: ignore[arg-type]
+    """Start a peer; ``env``, variables to set for it on top of the peers' own."""
+    return subprocess.Popen([str(a) for a in args], env={**PEER_ENV, **(env or {})}, **kwargs)  # type: ignore[arg-type]
 
 
 def storescu(
