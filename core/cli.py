@@ -1,4 +1,6 @@
-"""The ``dicombox`` command: the core's verbs, plus those the plugins add."""
+"""The ``dicombox`` command: the parser, ``serve`` and the box's own verbs. The plugin
+bundle verbs come from cli_plugins, the TLS verbs from cli_tls, and each plugin adds its
+own through the ``dicombox_cli`` hook."""
 
 from __future__ import annotations
 
@@ -360,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(plugin_cli).parse_args(argv)
     if args.verb == "config":
         return _config_check(args.file)
-    if getattr(args, "tool", None) is not None:  # the bundle maker's verbs need no box
+    # Tools (plugins keygen and bundle, tls selfsigned) need no box.
+    if getattr(args, "tool", None) is not None:
         return int(args.tool(args))
     overrides = {"data_dir": args.data_dir}
     if args.verb == "serve":
