@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydicom.uid import UID
+
 from dicombox.core.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dicombox.core.rules import key_problem
 from dicombox.core.syntaxes import SYNTAX_NAMES, syntax_uid
@@ -322,6 +324,22 @@ def load_section(cls: type, table: dict[str, Any], name: str) -> Any:
     return section
 
 
+def _check_identity(network: NetworkSection) -> None:
+    """What the box says of itself in every A-ASSOCIATE-AC: a value pynetdicom cannot
+    encode would drop every association, so it is refused here (PS3.7 D.3.3.2)."""
+    version = network.implementation_version
+    if not 1 <= len(version) <= 16 or not all(" " <= c <= "~" and c != "\\" for c in version):
+        raise ConfigError(
+            f"network.implementation_version = {version!r}: 1 to 16 printable ASCII "
+            "characters, no '\\'"
+        )
+    if not UID(network.implementation_class_uid).is_valid:
+        raise ConfigError(
+            f"network.implementation_class_uid = {network.implementation_class_uid!r}: "
+            "not a valid UID (digits and dots, at most 64 characters)"
+        )
+
+
 def _check_core(config: Config) -> None:
     """Rules that span keys, named the way a site engineer would look them up."""
     if not 1 <= len(config.box.ae_title) <= 16 or "\\" in config.box.ae_title:
@@ -336,8 +354,7 @@ def _check_core(config: Config) -> None:
         raise ConfigError(f"network.max_pdu = {config.network.max_pdu}: 0 or at least 4096")
     if config.network.max_associations < 1:
         raise ConfigError("network.max_associations must be at least 1")
-    if len(config.network.implementation_version) > 16:
-        raise ConfigError("network.implementation_version: at most 16 characters")
+    _check_identity(config.network)
     _check_tls(config)
     if config.storage.reserve_mb < 0:
         raise ConfigError(f"storage.reserve_mb = {config.storage.reserve_mb}: expected 0 or more")

@@ -34,6 +34,12 @@ def test_an_empty_file_runs_on_defaults(tmp_path: Path):
         ("[[route]]\nforward = ['pacs']", "route[0].forward names 'pacs', which is no [[remote]]"),
         ("[[remote]]\nname = 'a'\nae_title = 'A'\nhost = 'h'", "[remote[0]] needs the key 'port'"),
         ("[remote]\nname = 'a'", "must be written [[remote]]"),
+        # What the box says of itself in every A-ASSOCIATE-AC: pynetdicom cannot encode
+        # these, and every association would drop unanswered.
+        ("[network]\nimplementation_version = 'BOÎTE_1'", "1 to 16 printable ASCII"),
+        ("[network]\nimplementation_version = ''", "1 to 16 printable ASCII"),
+        ("[network]\nimplementation_class_uid = '1.2.3.abc'", "not a valid UID"),
+        ("[network]\nimplementation_class_uid = '1.2." + "3" * 70 + "'", "not a valid UID"),
     ],
 )
 def test_errors_name_key_value_and_rule(toml: str, message: str):

@@ -129,6 +129,39 @@ def test_c_get_decompresses_for_a_requestor_that_takes_native_only(archive, tmp_
     assert np.array_equal(got.pixel_array, j2k.pixel_array)
 
 
+def test_c_get_stores_nothing_to_a_requestor_that_took_no_scp_role(archive):
+    """Without SCP/SCU role selection the requestor stays the SCU of the storage class
+    (PS3.4 C.4.3.1): the box may not C-STORE to it, so every sub-operation fails and
+    nothing is sent."""
+    ae = AE(ae_title="NOROLE")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    received: list[str] = []  # every DIMSE message that reached the requestor
+
+    def on_message(event: Event) -> None:
+        received.append(type(event.message).__name__)
+
+    assoc = ae.associate(
+        "127.0.0.1",
+        archive.port,
+        ae_title="DICOMBOX",
+        evt_handlers=[(evt.EVT_DIMSE_RECV, on_message)],
+    )
+    assert assoc.is_established
+    identifier = pydicom.Dataset()
+    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", archive.study
+    answers = [
+        status
+        for status, _ in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)
+        if status
+    ]
+    assoc.release()
+    final = answers[-1]
+    assert final.Status in (0xA702, 0xB000), hex(final.Status)
+    assert (final.NumberOfFailedSuboperations, final.NumberOfCompletedSuboperations) == (5, 0)
+    assert "C_STORE_RQ" not in received and "C_GET_RSP" in received
+
+
 def test_c_move_to_unknown_destination_is_a801(archive):
     result = retrieve("movescu", archive.port, study_keys(archive.study), "-aem", "NOBODY")
     assert "MoveDestinationUnknown" in result.stdout + result.stderr

@@ -57,7 +57,9 @@ _ids = itertools.count(1)
 STATUS_UNRECOGNIZED_OPERATION = 0x0211
 STATUS_PROCESSING_FAILURE = 0x0110
 STATUS_NOT_AUTHORIZED = 0x0124
+STATUS_CLASS_NOT_SUPPORTED = 0x0122
 STATUS_OUT_OF_RESOURCES = 0xA700
+PENDING = (0xFF00, 0xFF01)
 
 EventSink = Callable[..., None]  # publish(topic, **fields)
 
@@ -97,7 +99,17 @@ class AssociationAcceptor:
         self._message: _Message | None = None
         self.messages = 0
         self._handling = False  # a handler is producing responses
+        self._handling_id: int | None = None  # the Message ID of the request it answers
+        self._answered = False  # ... and its final (not pending) response has gone out
+        # A request that came while a handler, its operation answered, waited on the peer
+        # (a commitment report): each side may have one operation outstanding (PS3.7
+        # D.3.3.3), so it is taken once the handler is done.
+        self._deferred: _Message | None = None
         self._cancelled: set[int] = set()  # message IDs the peer sent C-CANCEL-RQ for
+        # What ended the association while a handler waited on the peer: the error, or
+        # "released" / "aborted". The message loop ends the association as that says.
+        self._lost: BaseException | None = None
+        self._ended = ""
         self._responses: dict[int, commands.Command] = {}  # answers to our sub-operations
         self._sub_ids = itertools.count(1)
         self.extended: dict[str, bytes] = {}  # SOP class -> accepted extended negotiation
@@ -156,11 +168,16 @@ class AssociationAcceptor:
 
     # -------------------------------------------------------------- negotiation
     def _negotiate(self) -> bool:
-        self.io.settimeout(self.network.acse_timeout_s)
-        pdu_type, length = self.io.read_pdu_header()
-        if pdu_type != pdu.A_ASSOCIATE_RQ:
-            raise pdu.ProtocolError(f"expected A-ASSOCIATE-RQ, got {pdu.PDU_NAMES[pdu_type]}")
-        body = self.io.read_small_pdu_body(pdu_type, length)
+        # The whole request within the ACSE timeout, however it trickles in: each waiting
+        # connection holds an association slot.
+        self.io.deadline = time.monotonic() + self.network.acse_timeout_s
+        try:
+            pdu_type, length = self.io.read_pdu_header()
+            if pdu_type != pdu.A_ASSOCIATE_RQ:
+                raise pdu.ProtocolError(f"expected A-ASSOCIATE-RQ, got {pdu.PDU_NAMES[pdu_type]}")
+            body = self.io.read_small_pdu_body(pdu_type, length)
+        finally:
+            self.io.deadline = None
         rq_pdu = RqPdu()
         try:
             rq_pdu.decode(bytes([pdu_type, 0]) + length.to_bytes(4, "big") + body)
@@ -207,7 +224,11 @@ class AssociationAcceptor:
         for cx in results:
             if cx.result == 0:
                 self.contexts[int(cx.context_id)] = AcceptedContext(
-                    int(cx.context_id), str(cx.abstract_syntax), str(cx.transfer_syntax[0])
+                    int(cx.context_id),
+                    str(cx.abstract_syntax),
+                    str(cx.transfer_syntax[0]),
+                    as_scu=bool(cx.as_scu),
+                    as_scp=bool(cx.as_scp),
                 )
         extended = self._extended_replies(rq)
         self._accept(
@@ -319,7 +340,7 @@ class AssociationAcceptor:
             self.io.settimeout(
                 self.network.dimse_timeout_s if self._message else self.network.network_timeout_s
             )
-            ended = self._read_pdu()
+            ended = self._read_pdu() or self._ended
             if ended:
                 return ended
 
@@ -349,18 +370,22 @@ class AssociationAcceptor:
         context it opened for the SCP role, and wait for its answer."""
         assert self.peer is not None
         syntaxes = syntaxes_to_offer(item.transfer_syntax_uid)
+        # Only where role selection made the box the SCU: a peer that did not take the SCP
+        # role for the class may refuse the C-STORE or abort (PS3.4 C.4.3.1).
         context = next(
             (
                 cx
                 for s in syntaxes
                 for cx in self.contexts.values()
                 if cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax == s
+                and cx.as_scu
             ),
             None,
-        )
+        )  # fmt: skip
         if context is None:
             raise LookupError(
-                f"the peer opened no context for {item.sop_class_uid} in {item.transfer_syntax_uid}"
+                f"the peer opened no context for {item.sop_class_uid} in "
+                f"{item.transfer_syntax_uid} with SCP/SCU role selection making it the SCP"
             )
         message_id = next(self._sub_ids)
         send_store_request(
@@ -375,10 +400,23 @@ class AssociationAcceptor:
 
     def _await_response(self, message_id: int) -> commands.Command:
         while message_id not in self._responses:
-            ended = self._read_pdu()
-            if ended:
-                raise pdu.PeerClosed(f"peer {ended} the association before answering")
+            self._read_for_handler()
         return self._responses.pop(message_id)
+
+    def _read_for_handler(self) -> None:
+        """Read and act on one PDU while a handler waits on the peer. An end or a break
+        here is recorded before the handler hears of it (``AssociationLost``): a handler
+        that carries on regardless must not keep the association going."""
+        if self._lost is not None or self._ended:
+            raise pdu.AssociationLost("the association has ended")
+        try:
+            ended = self._read_pdu()
+        except (OSError, pdu.ProtocolError, pdu.PeerClosed) as exc:
+            self._lost = exc
+            raise pdu.AssociationLost(f"association lost: {exc or type(exc).__name__}") from exc
+        if ended:
+            self._ended = ended
+            raise pdu.AssociationLost(f"the peer {ended} the association")
 
     def _event_report(self, context: AcceptedContext, fields: dict[str, Any], data: bytes) -> int:
         """Send an N-EVENT-REPORT-RQ to the peer on this association (a storage
@@ -404,9 +442,7 @@ class AssociationAcceptor:
         (we agreed to one operation at a time): read what is there and say whether it
         cancelled ``message_id``."""
         while message_id not in self._cancelled and self.io.readable():
-            ended = self._read_pdu()
-            if ended:
-                raise pdu.PeerClosed(f"peer {ended} the association during an operation")
+            self._read_for_handler()
         return message_id in self._cancelled
 
     def _on_pdv(self, pdv: pdu.PdvHeader, length: int) -> None:
@@ -468,7 +504,7 @@ class AssociationAcceptor:
         factory = offer.service.sinks.get(message.command.field) if offer else None
         if factory is None:
             return MemorySink()
-        if self._missing_permission(offer, message.command):
+        if self._missing_permission(offer, message.command) or self._off_context(message):
             return MemorySink(limit=0)  # refused once complete; nothing of it is kept
         return factory(Request(message.command, message.context, self.peer))
 
@@ -477,8 +513,10 @@ class AssociationAcceptor:
         assert command is not None and self.peer is not None
         self.messages += 1
         if command.field == commands.C_CANCEL_RQ:
-            # Noted for the operation in progress, if any; a late cancel needs no answer.
-            self._cancelled.add(command.MessageIDBeingRespondedTo)
+            # Noted for the operation in progress only: a late cancel needs no answer, and
+            # kept, it would cancel a later request that reuses the Message ID.
+            if self._handling and command.MessageIDBeingRespondedTo == self._handling_id:
+                self._cancelled.add(command.MessageIDBeingRespondedTo)
             return
         if command.field & 0x8000:
             if self._handling:  # the answer to a sub-operation we sent (C-GET)
@@ -487,9 +525,19 @@ class AssociationAcceptor:
                 log.info("association %s: unsolicited %s ignored", self.id, command.name)
             return
         if self._handling:
+            if self._answered and self._deferred is None:
+                self._deferred = message
+                return
             if message.sink is not None:  # no handler will take its data set: keep nothing
                 message.sink.discard()
             raise pdu.ProtocolError("a second request arrived while one was in progress")
+        self._handle(message)
+
+    def _handle(self, message: _Message) -> None:
+        """Answer a request: with its service's handler, or with the status the host
+        gives when there is none or the caller may not ask it."""
+        command = message.command
+        assert command is not None and self.peer is not None
         offer = self.offers.get(message.context.abstract_syntax)
         handler = offer.service.handlers.get(command.field) if offer else None
         if handler is None:
@@ -497,6 +545,11 @@ class AssociationAcceptor:
             return
         if missing := self._missing_permission(offer, command):
             self._refuse(message.context, command, missing)
+            return
+        if why := self._off_context(message):
+            log.warning("association %s from %s: %s", self.id, self._who(), why)
+            refusal = Reply(STATUS_CLASS_NOT_SUPPORTED, fields={"ErrorComment": why[:64]})
+            self._respond(message.context, command, refusal)
             return
         request = Request(
             command,
@@ -508,22 +561,55 @@ class AssociationAcceptor:
             event_report=lambda fields, data: self._event_report(message.context, fields, data),
             extended=self.extended.get(message.context.abstract_syntax, b""),
         )
-        self._handling = True
+        self._handling, self._handling_id, self._answered = True, command.MessageID, False
+        replies = handler(request)
         try:
-            for reply in handler(request):
+            for reply in replies:
+                if self._lost is not None or self._ended:
+                    break  # the handler carried on after the association ended under it
                 self._respond(message.context, command, reply)
+                self._answered = reply.status not in PENDING
+        except pdu.AssociationLost:
+            pass  # what ended the association is recorded: see below
         except (OSError, pdu.ProtocolError, pdu.PeerClosed):
             raise
         except Exception as exc:
             log.exception("association %s: %s handler failed", self.id, command.name)
-            self._respond(
-                message.context,
-                command,
-                Reply(STATUS_PROCESSING_FAILURE, fields={"ErrorComment": str(exc)[:64]}),
-            )
+            if not self._answered and self._lost is None and not self._ended:
+                self._respond(
+                    message.context,
+                    command,
+                    Reply(STATUS_PROCESSING_FAILURE, fields={"ErrorComment": str(exc)[:64]}),
+                )
         finally:
-            self._handling = False
+            close = getattr(replies, "close", None)
+            if close is not None:
+                close()  # a handler left mid-way runs its own cleanup now
+            self._handling, self._handling_id = False, None
             self._cancelled.discard(command.MessageID)
+        if self._lost is not None:
+            raise self._lost  # ``run`` ends the association as this error asks
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            if self._ended:  # released or aborted meanwhile: nobody waits for its answer
+                if deferred.sink is not None:
+                    deferred.sink.discard()
+            else:
+                self._handle(deferred)
+
+    @staticmethod
+    def _off_context(message: _Message) -> str:
+        """Why a C-STORE's class is not its presentation context's, or "". A context
+        negotiated for one class carries only that class: else a peer could store a class
+        the box refused (``accept_unknown_classes = false``) on another's context."""
+        command = message.command
+        assert command is not None
+        if command.field != commands.C_STORE_RQ:
+            return ""  # N- services of a meta SOP class (print) name its parts, rightly
+        announced = str(command.AffectedSOPClassUID or "")
+        if announced == message.context.abstract_syntax:
+            return ""
+        return f"SOP class {announced} on the context of {message.context.abstract_syntax}"
 
     def _missing_permission(self, offer: Offer | None, command: commands.Command) -> str:
         """The permission this request needs and the caller lacks, or ""."""

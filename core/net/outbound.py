@@ -112,7 +112,11 @@ class RequestorAssociation:
             proposal = by_id.get(int(cx.context_id))
             if cx.result == 0 and proposal is not None:
                 accepted[int(cx.context_id)] = AcceptedContext(
-                    int(cx.context_id), proposal.abstract_syntax, str(cx.transfer_syntax[0])
+                    int(cx.context_id),
+                    proposal.abstract_syntax,
+                    str(cx.transfer_syntax[0]),
+                    as_scu=True,  # the box asks, with no role selection: the SCU
+                    as_scp=False,
                 )
         max_pdu = next(
             (

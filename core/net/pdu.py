@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,6 +57,13 @@ class PeerClosed(Exception):
     """The peer closed the TCP connection."""
 
 
+class AssociationLost(PeerClosed):
+    """Raised to a handler that waits on the peer (a C-GET's C-STORE, a commitment
+    report, a look for C-CANCEL) when the association ends or breaks under it. What
+    ended it is recorded on the association, which ends as that says, whatever the
+    handler does with this exception."""
+
+
 @dataclass(frozen=True)
 class PdvHeader:
     context_id: int
@@ -69,6 +77,8 @@ class PduSocket:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._rfile = sock.makefile("rb", buffering=CHUNK)
+        # When set, every read must be done by then (the A-ASSOCIATE-RQ, PS3.8 ARTIM).
+        self.deadline: float | None = None
 
     def settimeout(self, seconds: float | None) -> None:
         # Setting it costs two fcntl calls, and an association sets it before every PDU.
@@ -76,10 +86,28 @@ class PduSocket:
             self.sock.settimeout(seconds)
 
     def read_exact(self, n: int) -> bytes:
+        if self.deadline is not None:
+            return self._read_by_deadline(n, self.deadline)
         data = self._rfile.read(n)
         if data is None or len(data) < n:
             raise PeerClosed(f"connection closed after {len(data or b'')} of {n} bytes")
         return data
+
+    def _read_by_deadline(self, n: int, deadline: float) -> bytes:
+        """``n`` bytes, all of them by ``deadline`` (time.monotonic()): the socket's
+        timeout bounds each wait, so a peer sending a byte now and then would never time
+        out without this."""
+        data = bytearray()
+        while len(data) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{len(data)} of {n} bytes arrived in time")
+            self.settimeout(left)
+            piece = self._rfile.read1(n - len(data))
+            if not piece:
+                raise PeerClosed(f"connection closed after {len(data)} of {n} bytes")
+            data += piece
+        return bytes(data)
 
     def read_pdu_header(self) -> tuple[int, int]:
         head = self.read_exact(6)

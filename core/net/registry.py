@@ -65,7 +65,7 @@ class ServiceRegistry:
                 continue
             for service in self.services:
                 titles = service.ae_titles or (self.default_ae,)
-                if service.accepts_unknown and called_ae in titles and service.accepts_unknown(uid):
+                if service.accepts_unknown and table in titles and service.accepts_unknown(uid):
                     ctx = SupportedContext(uid, service.fallback_transfer_syntaxes)
                     offers[uid] = Offer(service, ctx)
                     contexts.append(_context(ctx))

@@ -25,6 +25,7 @@ from dicombox.core.net.tls import HandshakeFailed, accept_tls
 log = logging.getLogger("dicombox.server")
 ACCEPT_DELAY_S = 0.002  # per association a worker already carries
 TLS_ALERT_INTERVAL_S = 60.0
+CAP_LOG_INTERVAL_S = 10.0
 
 
 def make_listener(bind: str, port: int) -> socket.socket:
@@ -72,6 +73,9 @@ class AssociationServer:
         self.slots = slots
         self.publish = publish
         self._threads: set[threading.Thread] = set()
+        self.thread_cap = 2 * network.max_associations
+        self._closed_at_cap = 0
+        self._cap_logged_at = -CAP_LOG_INTERVAL_S
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
@@ -105,6 +109,20 @@ class AssociationServer:
         except OSError as exc:
             log.error("accept failed: %s", exc)
             return
+        if self.active >= self.thread_cap:
+            # Past the box's association limit a connection gets a thread only to be
+            # rejected; past twice that, a flood would cost a thread each: it is closed.
+            conn.close()
+            self._closed_at_cap += 1
+            now = time.monotonic()
+            if now - self._cap_logged_at >= CAP_LOG_INTERVAL_S:
+                log.warning(
+                    "%d connection(s) closed unanswered: %d threads busy in this worker",
+                    self._closed_at_cap,
+                    self.active,
+                )
+                self._cap_logged_at, self._closed_at_cap = now, 0
+            return
         conn.setblocking(True)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         thread = threading.Thread(
@@ -127,8 +145,9 @@ class AssociationServer:
                 with self._lock:
                     self._threads.discard(threading.current_thread())
                 return
-        slot = self.slots.acquire()
+        slot = None
         try:
+            slot = self.slots.acquire()
             acceptor = AssociationAcceptor(
                 conn,
                 address,
@@ -139,8 +158,9 @@ class AssociationServer:
                 over_limit=None if slot is not None else self.slots.limit_rejection(),
             )
             acceptor.run()
-        except Exception:
+        except Exception:  # no descriptor left for a slot file, say: the peer is dropped
             log.exception("association from %s crashed", address)
+            conn.close()
         finally:
             if slot is not None:
                 self.slots.release(slot)

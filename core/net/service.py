@@ -33,6 +33,10 @@ class AcceptedContext:
     context_id: int
     abstract_syntax: str
     transfer_syntax: str
+    # The box's roles for the class as negotiated (PS3.7 D.3.3.4); without role selection
+    # the requestor is the SCU and the box, accepting, the SCP.
+    as_scu: bool = False
+    as_scp: bool = True
 
 
 @dataclass(frozen=True)

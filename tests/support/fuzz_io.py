@@ -19,6 +19,10 @@ class RecordingReader(io.BufferedReader):
         self.largest_read = max(self.largest_read, size or 0)
         return super().read(size)
 
+    def read1(self, size: int = -1) -> bytes:
+        self.largest_read = max(self.largest_read, size)
+        return super().read1(size)
+
 
 class ScriptedSocket:
     """Stands in for an accepted connection: reads come from ``incoming`` and then end
