@@ -140,6 +140,9 @@ def cmd_reindex(box: Box, args: argparse.Namespace) -> int:
         f"{report.scanned} file(s) checked, {report.indexed} added to the index, "
         f"{report.quarantined} moved to quarantine/"
     )
+    if report.unindexed:
+        print(f"{report.unindexed} file(s) could not be indexed (see the log): run it again")
+        return 1
     return 0
 
 

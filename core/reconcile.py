@@ -28,6 +28,9 @@ class ReconcileReport:
     scanned: int = 0
     indexed: int = 0
     quarantined: int = 0
+    # Whole files the index could not take (full volume, index down): left where they
+    # are for the next check, never quarantined for the index's fault.
+    unindexed: int = 0
 
 
 def reconcile(box: Box) -> ReconcileReport:
@@ -42,6 +45,14 @@ def reconcile(box: Box) -> ReconcileReport:
         try:
             ds = read_stored_header(path, box.index.header_tags)
             copy = copy_number(path)
+        except OSError as exc:  # the disk's fault, not the file's: try again next time
+            log.error("cannot read %s: %s; it is checked again at the next start", relpath, exc)
+            report.unindexed += 1
+            continue
+        except Exception as exc:  # not a whole data set: not an instance we can serve
+            _quarantine(root, relpath, exc, report)
+            continue
+        try:
             stored = box.index.add_instance(
                 ds,
                 path=relpath,
@@ -50,14 +61,11 @@ def reconcile(box: Box) -> ReconcileReport:
                 calling_ae=str(ds.file_meta.get("SourceApplicationEntityTitle", "")).strip(),
                 copy=copy,
             )
-            report.indexed += 1
-        except Exception as exc:  # whatever it is, it is not an instance we can serve
-            target = root / "quarantine" / relpath
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-            log.warning("moved %s to quarantine: %s", relpath, exc)
-            report.quarantined += 1
+        except Exception as exc:  # the index's fault (full volume, index down): keep it
+            log.error("cannot index %s: %s; it is checked again at the next start", relpath, exc)
+            report.unindexed += 1
             continue
+        report.indexed += 1
         # A stop between the file's fsync and its index row also cut off the routes
         # (forward, burn, print): run them now, as ingest would have. The sender got no
         # answer and sends it again, but to the store that is a duplicate and routes
@@ -67,6 +75,20 @@ def reconcile(box: Box) -> ReconcileReport:
         except Exception:
             log.exception("the routes of re-indexed %s failed", relpath)
     return report
+
+
+def _quarantine(root: Path, relpath: str, why: Exception, report: ReconcileReport) -> None:
+    """Move a stored file that is not a whole data set to ``quarantine/``, kept."""
+    target = root / "quarantine" / relpath
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(root / relpath, target)
+    except OSError as exc:
+        log.error("cannot move %s to quarantine (%s): it stays", relpath, exc)
+        report.unindexed += 1
+        return
+    log.warning("moved %s to quarantine: %s", relpath, why)
+    report.quarantined += 1
 
 
 def finish_interrupted_routes(box: Box, prefix: str = "") -> int:

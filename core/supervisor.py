@@ -179,14 +179,17 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     # Before reconcile, and after a clean stop too: a worker killed by the supervisor at
     # its stop (past its time) may have left an instance whose routes did not run.
     finish_interrupted_routes(box)
+    unindexed = 0  # files the check could not index: it runs again at the next start
     if not was_clean(box.run_dir) and any(box.store.studies.iterdir()):
         log.warning("the last stop was not clean: checking the store against the index")
         report = reconcile(box)
+        unindexed = report.unindexed
         log.warning(
-            "store checked: %d file(s), %d re-indexed, %d quarantined",
+            "store checked: %d file(s), %d re-indexed, %d quarantined, %d not indexed",
             report.scanned,
             report.indexed,
             report.quarantined,
+            report.unindexed,
         )
     mark_running(box.run_dir)
     swept = box.store.sweep_temporary()
@@ -263,7 +266,10 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     channel.close()
     box.bus.publish("application.stopped", user=os_user())
     ready.unlink(missing_ok=True)
-    mark_clean(box.run_dir)
+    if unindexed:
+        log.error("%d stored file(s) still not indexed: the next start checks again", unindexed)
+    else:
+        mark_clean(box.run_dir)
     box.close()
     log.info("stopped")
     return 0

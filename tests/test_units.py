@@ -501,3 +501,36 @@ def test_a_dead_workers_sweep_counts_the_data_sets_it_cut_off_not_the_files_made
     assert list(store.tmp.iterdir()) == []
     begun.discard()
     store.close()
+
+
+def test_reconcile_keeps_a_whole_file_the_index_cannot_take_and_indexes_it_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full volume or an index that is down at the check after an unclean stop is the
+    index's fault: the file stays in place, unquarantined, for the next check."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from dicombox.core.reconcile import reconcile
+
+    with box_in_this_process(tmp_path) as box:
+        outcome, ds = ingest_ct_small(box)
+        assert outcome.status == 0
+        stored = box.store.path(outcome.extra["path"])
+        with box.index.engine.begin() as conn:  # what a power cut may do to the last rows
+            conn.execute(text("delete from instances"))
+
+        def index_full(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(box.index, "add_instance", index_full)
+            report = reconcile(box)
+        assert (report.indexed, report.quarantined, report.unindexed) == (0, 0, 1)
+        assert stored.exists() and not (box.store.root / "quarantine").exists()
+        report = reconcile(box)  # the index is back
+        assert (report.indexed, report.quarantined, report.unindexed) == (1, 0, 0)
+        assert [r["path"] for r in box.index.instance_rows(sop_instance_uid=ds.SOPInstanceUID)] == [
+            outcome.extra["path"]
+        ]
