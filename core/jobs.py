@@ -124,10 +124,16 @@ class JobQueue:
                     values: dict[str, Any] = {"payload": json.dumps(payload)}
                     if postpone:
                         values["next_run_at"] = time.time() + delay_s
-                    conn.execute(
-                        update(t).where(t.c.id == row.id).values(updated_at=time.time(), **values)
+                    added = conn.execute(
+                        # Still queued: a runner may have claimed it since (an index
+                        # several boxes share), and would run it without these items.
+                        update(t)
+                        .where(t.c.id == row.id, t.c.state == QUEUED)
+                        .values(updated_at=time.time(), **values)
                     )
-                    return int(row.id)
+                    if added.rowcount == 1:
+                        return int(row.id)
+                    break  # claimed meanwhile: the items go in a new job
             payload = {"group": group, "items": items, **(extra or {})}
             return _insert(conn, kind, payload, queue, max_attempts, retry_delay_s, delay_s)
 
@@ -158,22 +164,20 @@ class JobQueue:
         t = schema.jobs
         now = time.time()
         with write_transaction(self.engine) as conn:
-            rows = conn.execute(
-                select(t)
-                .where(t.c.state == QUEUED, t.c.next_run_at <= now, t.c.kind.in_(kinds))
-                .order_by(t.c.next_run_at, t.c.id)
-                .limit(50)
-            ).all()
+            due = select(t).where(t.c.state == QUEUED, t.c.next_run_at <= now, t.c.kind.in_(kinds))
+            if busy_queues:  # in the query: 50 due jobs of one busy remote hide no others
+                due = due.where(t.c.queue.not_in(busy_queues))
+            rows = conn.execute(due.order_by(t.c.next_run_at, t.c.id).limit(50)).all()
             for row in rows:
                 job = Job.from_row(row)
-                if job.queue and job.queue in busy_queues:
-                    continue
-                conn.execute(
+                taken = conn.execute(
                     update(t)
-                    .where(t.c.id == job.id)
+                    # Still queued: on an index several boxes share, another may have it.
+                    .where(t.c.id == job.id, t.c.state == QUEUED)
                     .values(state=RUNNING, attempts=job.attempts + 1, updated_at=now)
                 )
-                return Job.from_row(conn.execute(select(t).where(t.c.id == job.id)).first())
+                if taken.rowcount == 1:
+                    return Job.from_row(conn.execute(select(t).where(t.c.id == job.id)).first())
         return None
 
     def _set(self, job_id: int, **values: Any) -> None:
@@ -316,21 +320,32 @@ class JobRunner:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            # Claiming and marking the queue busy happen under one lock, so two runner
-            # threads never take two jobs of the same queue.
-            with self._lock:
-                job = self.queue.claim(set(self.handlers), self._busy)
-                if job is not None and job.queue:
-                    self._busy.add(job.queue)
-            if job is None:
-                with self._wake:
-                    self._wake.wait(self.poll_s)
-                continue
             try:
-                self._run(job)
-            finally:
-                with self._lock:
-                    self._busy.discard(job.queue)
+                job = self._next()
+                if job is None:
+                    with self._wake:
+                        self._wake.wait(self.poll_s)
+                    continue
+                try:
+                    self._run(job)
+                finally:
+                    with self._lock:
+                        self._busy.discard(job.queue)
+            except Exception:
+                # The index itself failed (a full volume, a lost connection): this thread
+                # must outlive it. A job it held stays RUNNING until the next start
+                # requeues it (``recover_interrupted``).
+                log.exception("job runner: the job queue failed; trying again shortly")
+                self._stopping.wait(self.poll_s)
+
+    def _next(self) -> Job | None:
+        # Claiming and marking the queue busy happen under one lock, so two runner threads
+        # never take two jobs of the same queue.
+        with self._lock:
+            job = self.queue.claim(set(self.handlers), self._busy)
+            if job is not None and job.queue:
+                self._busy.add(job.queue)
+        return job
 
     def _run(self, job: Job) -> None:
         self.bus.publish("job.started", job=job.id, kind=job.kind, attempt=job.attempts)

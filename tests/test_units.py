@@ -215,6 +215,42 @@ def test_jobs_of_one_queue_run_one_at_a_time(queue: JobQueue):
     assert overlap == []
 
 
+def test_due_jobs_of_a_busy_queue_do_not_hide_those_of_another(queue: JobQueue):
+    for _ in range(60):  # more than one claim looks at
+        queue.enqueue("forward", {}, queue="remote:pacs")
+    burn = queue.enqueue("burn", {}, queue="burner")
+    job = queue.claim({"forward", "burn"}, {"remote:pacs"})
+    assert job is not None and job.id == burn
+
+
+def test_the_job_runner_outlives_a_failing_job_queue(
+    queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+):
+    """A full volume makes the queue's own writes fail: the runner threads log it and
+    carry on, and run the jobs once the queue works again."""
+    import sqlite3
+
+    done: list[int] = []
+    job_id = queue.enqueue("work", {})
+    failures = iter(range(3))
+    real_claim = queue.claim
+
+    def failing_claim(*args: Any) -> Any:
+        if next(failures, None) is not None:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_claim(*args)
+
+    monkeypatch.setattr(queue, "claim", failing_claim)
+    runner = JobRunner(queue, {"work": lambda job, _: done.append(job.id)}, EventBus(),
+                       threads=1, poll_s=0.02)  # fmt: skip
+    runner.start()
+    try:
+        wait_for(lambda: queue.get(job_id).state == "done")
+    finally:
+        runner.stop()
+    assert done == [job_id]
+
+
 def test_interrupted_jobs_are_requeued(queue: JobQueue):
     job_id = queue.enqueue("x", {})
     assert queue.claim({"x"}, set()).id == job_id
