@@ -19,6 +19,7 @@ import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from dicombox.core.filesystems import file_fsync_makes_its_name_durable, start_writeback
 from dicombox.core.header import HEAD_BYTES
@@ -242,17 +243,25 @@ class InstanceStore:
         relpath = self.relpath_for(study_uid, series_uid, sop_uid)
         target = self.root / relpath
         directory = target.parent
-        if not directory.is_dir():
-            _make_dirs_durably(directory)
         try:
+            if not directory.is_dir():
+                _make_dirs_durably(directory)
             # The name first, then one flush: the link changes the file's own inode, so
             # on a journalling file system the file's fsync commits data, inode and name
             # together, and the directory's fsync after it finds nothing left to do.
             # Until then nothing points at the file (no index row; a crash leaves a file
             # the restart's reconcile quarantines, or a re-send replaces).
             os.link(incoming.path, target)
+            exists = False
         except FileExistsError:
-            copy = on_conflict()
+            exists = True
+        except BaseException as exc:
+            _unplaced(incoming, exc)
+        if exists:
+            try:
+                copy = on_conflict()
+            except BaseException as exc:  # the index could not say: nothing is kept
+                _unplaced(incoming, exc)
             if copy is None:
                 incoming.discard()
                 return None
@@ -343,6 +352,15 @@ class InstanceStore:
         return Path(tempfile.mkdtemp(prefix="scratch-", dir=self.tmp))
 
 
+def _unplaced(incoming: IncomingFile, why: BaseException) -> NoReturn:
+    """The file could not be given its place: it goes, descriptor and all, and a full
+    volume is said as such (A700)."""
+    incoming.discard()
+    if isinstance(why, OSError) and why.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise StoreFull("the data volume is full: no room for the instance's name") from why
+    raise why
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -361,5 +379,5 @@ def _make_dirs_durably(directory: Path) -> None:
         try:
             d.mkdir()
         except FileExistsError:
-            continue  # another worker made it
+            pass  # another worker made it, and may not have flushed its name yet
         _fsync_dir(d.parent)

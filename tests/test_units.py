@@ -570,3 +570,54 @@ def test_reconcile_keeps_a_whole_file_the_index_cannot_take_and_indexes_it_later
         assert [r["path"] for r in box.index.instance_rows(sop_instance_uid=ds.SOPInstanceUID)] == [
             outcome.extra["path"]
         ]
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_name_that_cannot_be_made_is_a700_and_leaves_no_file_nor_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The volume fills between the data and the instance's name (its folder or its
+    link): A700, and the received file goes at once, not when the worker dies."""
+    import errno
+
+    from dicombox.core import store
+    from tests.support.faults import tmp_leftovers
+
+    def no_room(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with box_in_this_process(tmp_path) as box:
+        box.index.copies_of("1.2.3")  # the index's own files are open from here on
+        before = open_descriptors()
+        with monkeypatch.context() as patched:
+            patched.setattr(store.os, "link", no_room)
+            outcome, _ = ingest_ct_small(box)
+        assert outcome.status == 0xA700 and "full" in outcome.comment
+        assert tmp_leftovers(box.store.root, [os.getpid()]) == []
+        made_ahead = len(list(box.store.tmp.glob("*.part")))  # empty, each held open
+        assert open_descriptors() <= before + made_ahead  # no received file held open
+        assert not list(box.store.studies.rglob("*.dcm"))
+
+
+def test_an_index_failing_on_a_duplicate_keeps_the_first_copy_and_drops_the_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from tests.support.faults import tmp_leftovers
+
+    def index_down(*args: object) -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    with box_in_this_process(tmp_path) as box:
+        first, _ = ingest_ct_small(box)
+        placed = box.store.path(first.extra["path"])
+        content = placed.read_bytes()
+        with monkeypatch.context() as patched, pytest.raises(sqlite3.OperationalError):
+            patched.setattr(box.index, "copies_of", index_down)
+            ingest_ct_small(box)
+        assert placed.read_bytes() == content
+        assert tmp_leftovers(box.store.root, [os.getpid()]) == []
