@@ -219,10 +219,15 @@ class Ingest:
             return Outcome(OUT_OF_RESOURCES, str(exc))
         if relpath is None:  # it is at its place already: the audit can name its study
             return _kept_first(policy, {"study_instance_uid": value_of(ds, "StudyInstanceUID")})
+        outcome = None
         try:
-            return self._index_and_route(ds, arrival, sop_uid, relpath, size, copies)
+            outcome = self._index_and_route(ds, arrival, sop_uid, relpath, size, copies)
+            return outcome
         finally:
-            box.store.settle(sink)  # whatever the outcome, no crash cut its routes off
+            # Whatever the outcome, no crash cut its routes off; unless queuing them
+            # failed, when the second name stays for the next start to run them.
+            if outcome is None or not outcome.extra.get("routes_pending"):
+                box.store.settle(sink)
 
     def _index_and_route(
         self,
@@ -264,8 +269,16 @@ class Ingest:
             return _kept_first(policy, {})
         except Exception as exc:  # the index is down or locked past its timeout
             return self._unindexed(relpath, duplicate, sop_uid, exc)
-        box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
-        extra = {"path": relpath, "study_instance_uid": stored.study_instance_uid}
+        extra: dict[str, Any] = {"path": relpath, "study_instance_uid": stored.study_instance_uid}
+        try:
+            box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
+        except Exception:
+            # Stored and indexed: the answer is 0000, and a re-send would route nothing
+            # (a duplicate). Its temporary second name stays, so the next start runs its
+            # routes (reconcile.finish_interrupted_routes).
+            log.exception("the routes of %s could not be queued: they run at the next start",
+                          sop_uid)  # fmt: skip
+            extra["routes_pending"] = True
         if duplicate:
             extra["duplicate"] = True
         return Outcome(SUCCESS, "", extra)

@@ -621,3 +621,31 @@ def test_an_index_failing_on_a_duplicate_keeps_the_first_copy_and_drops_the_seco
             ingest_ct_small(box)
         assert placed.read_bytes() == content
         assert tmp_leftovers(box.store.root, [os.getpid()]) == []
+
+
+def test_routes_that_cannot_be_queued_are_run_at_the_next_start(tmp_path: Path) -> None:
+    """Stored and indexed, the instance is answered 0000 even when its routes cannot be
+    queued (the job queue's volume full, say): its temporary second name stays, and the
+    next start's ``finish_interrupted_routes`` runs them."""
+    from dicombox.core.hookspecs import hookimpl
+    from dicombox.core.reconcile import finish_interrupted_routes
+
+    class Routes:
+        def __init__(self) -> None:
+            self.broken, self.run = True, []
+
+        @hookimpl
+        def dicombox_on_stored(self, box: Any, instance: Any, dataset: Any) -> None:
+            if self.broken:
+                raise RuntimeError("database or disk is full")
+            self.run.append(instance.path)
+
+    routes = Routes()
+    with box_in_this_process(tmp_path, routes) as box:
+        outcome, _ = ingest_ct_small(box)
+        assert outcome.status == 0 and outcome.extra["routes_pending"]
+        assert [p.stat().st_nlink for p in box.store.interrupted()] == [2]
+        routes.broken = False
+        assert finish_interrupted_routes(box) == 1
+        assert routes.run == [outcome.extra["path"]]
+        assert box.store.interrupted() == []
