@@ -29,12 +29,17 @@ log = logging.getLogger("dicombox.ingest")
 SUCCESS = 0x0000
 DUPLICATE = 0x0111
 OUT_OF_RESOURCES = 0xA700
+PROCESSING_FAILURE = 0x0110
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 # What reading a received data set raises when the bytes are not a data set: C000.
 DATA_REJECTIONS = (InvalidDicomError, Truncated, ValueError, EOFError, KeyError, OSError,
                    struct.error)  # fmt: skip
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+class CoercionFailed(Exception):
+    """Coercion failed once it had begun to rewrite the file: it cannot be stored."""
 
 
 class Refused:
@@ -147,7 +152,13 @@ class Ingest:
         if problem:
             sink.discard()
             return Outcome(DATASET_MISMATCH, problem)
-        coerced = self._coerced(sink, ds, arrival)
+        try:
+            coerced = self._coerced(sink, ds, arrival)
+        except CoercionFailed as exc:
+            sink.discard()
+            if sink.full:
+                return Outcome(OUT_OF_RESOURCES, "the data volume filled up while coercing")
+            return Outcome(PROCESSING_FAILURE, str(exc))
         if sink.full:  # the coerced copy found no room: what is in the file is not whole
             sink.discard()
             return Outcome(OUT_OF_RESOURCES, "the data volume filled up while coercing")
@@ -180,7 +191,10 @@ class Ingest:
             if not changed:
                 return ds
             coerced = self._scan(sink, arrival)
-        except Exception:
+        except Exception as exc:
+            if sink.rewritten:  # the file holds neither what arrived nor the coerced copy
+                log.exception("coercing %s failed after its file was rewritten", uid)
+                raise CoercionFailed(f"coercion failed after rewriting the file: {exc}") from exc
             log.exception("coercing %s failed; it is stored as received", uid)
             return ds
         self.box.bus.publish(

@@ -106,6 +106,8 @@ class IncomingFile:
         self.routing: Path | None = None
         self._fd: int | None = fd
         self._writing_back = 0  # bytes of the file the kernel has been asked to write back
+        self.rewritten = False  # coercion has begun to write other content into the file
+        self._synced = False
         try:
             self._write(header)
         except BaseException:
@@ -163,7 +165,8 @@ class IncomingFile:
 
     def replace_content(self, header_length: int, content: bytes) -> None:
         """The whole file is now ``content`` (meta and data set), as coercion rewrote
-        it."""
+        it. From here on the file no longer holds what arrived (``rewritten``)."""
+        self.rewritten = True
         self._close_fd()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
         self._writing_back = 0
@@ -174,10 +177,13 @@ class IncomingFile:
     def sync(self) -> None:
         """Wait for the data to be on disk (ENOSPC here still means the volume is full).
         Once done, the descriptor is closed and a second call does nothing."""
-        if self._fd is None:
+        if self._synced:
             return
+        if self._fd is None:  # a rewrite that could not open the file: nothing to trust
+            raise OSError(errno.EBADF, "the file is not open: its content is not whole")
         try:
             os.fsync(self._fd)
+            self._synced = True
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self.full = True

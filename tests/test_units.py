@@ -436,6 +436,35 @@ def test_a_coerced_copy_that_finds_the_volume_full_is_refused_and_nothing_is_kep
         assert box.index.instance_rows(sop_instance_uid=ds.SOPInstanceUID) == []
 
 
+def test_a_coercion_that_fails_after_rewriting_the_file_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rewritten file cannot be re-read: it holds neither what arrived nor a whole
+    coerced copy, so it is not stored "as received" (0110), and nothing is left."""
+    from dicombox.core.coercion import Coercion
+    from dicombox.core.hookspecs import hookimpl
+    from dicombox.core.ingest import PROCESSING_FAILURE
+    from dicombox.core.store import IncomingFile
+
+    class CorrectPatientID:
+        @hookimpl
+        def dicombox_coerce(self, box: Any, dataset: Any, context: Any) -> Coercion:
+            return Coercion({"PatientID": "FROM-WORKLIST"}, "worklist item W1")
+
+    rewrite = IncomingFile.replace_content
+
+    def rewrite_cut_short(self: IncomingFile, header_length: int, content: bytes) -> None:
+        rewrite(self, header_length, content[: len(content) // 2])  # an I/O error midway
+
+    monkeypatch.setattr(IncomingFile, "replace_content", rewrite_cut_short)
+    with box_in_this_process(tmp_path, CorrectPatientID()) as box:
+        outcome, ds = ingest_ct_small(box)
+        assert outcome.status == PROCESSING_FAILURE, outcome
+        assert list(box.store.studies.rglob("*.dcm")) == []
+        assert list(box.store.tmp.iterdir()) == []
+        assert box.index.instance_rows(sop_instance_uid=ds.SOPInstanceUID) == []
+
+
 @contextmanager
 def box_in_this_process(tmp_path: Path, *plugins: object) -> Iterator[Any]:
     """A box on default configuration (and ``plugins``) opened here, closed after."""
