@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from dicombox.core.box import Box
 from dicombox.core.coercion import coerce_file
 from dicombox.core.header import Truncated, scan_header, value_of
+from dicombox.core.instance_locks import InstanceLocks
 from dicombox.core.store import IncomingFile, StoreFull, file_meta
 
 log = logging.getLogger("dicombox.ingest")
@@ -83,6 +84,7 @@ class Ingest:
         self.policy = box.config.storage.duplicates
         net = box.config.network
         self._identity = (net.implementation_class_uid, net.implementation_version)
+        self.locks = InstanceLocks(box.run_dir / "instance-locks")
 
     def open(self, arrival: Arrival) -> IncomingFile | Refused:
         """Where the data set goes while it arrives."""
@@ -207,6 +209,11 @@ class Ingest:
         return coerced
 
     def _place(self, sink: IncomingFile, ds: pydicom.Dataset, arrival: Arrival) -> Outcome:
+        # From its name to its index row, no other copy of the instance may look.
+        with self.locks.held(value_of(ds, "SOPInstanceUID")):
+            return self._place_locked(sink, ds, arrival)
+
+    def _place_locked(self, sink: IncomingFile, ds: pydicom.Dataset, arrival: Arrival) -> Outcome:
         sop_uid = value_of(ds, "SOPInstanceUID")
         box, policy = self.box, self.policy
         copies = 0

@@ -480,8 +480,9 @@ def box_in_this_process(tmp_path: Path, *plugins: object) -> Iterator[Any]:
         box.close()
 
 
-def ingest_ct_small(box: Any) -> tuple[Any, pydicom.Dataset]:
-    """pydicom's CT_small.dcm taken in as a C-STORE from CT01 would be: its outcome."""
+def ingest_ct_small(box: Any, ingest: Any = None) -> tuple[Any, pydicom.Dataset]:
+    """pydicom's CT_small.dcm taken in as a C-STORE from CT01 would be (by ``ingest``, or
+    an Ingest of the box's configuration): its outcome."""
     from dicombox.core.ingest import Arrival, Ingest
 
     source = Path(get_testdata_file("CT_small.dcm"))
@@ -489,7 +490,7 @@ def ingest_ct_small(box: Any) -> tuple[Any, pydicom.Dataset]:
     arrival = Arrival(
         str(ds.file_meta.TransferSyntaxUID), "CT01", ds.SOPClassUID, ds.SOPInstanceUID
     )
-    ingest = Ingest(box)
+    ingest = ingest or Ingest(box)
     sink = ingest.open(arrival)
     sink.write(source.read_bytes()[dataset_offset(source) :])
     sink.close()
@@ -678,3 +679,43 @@ def test_routes_that_cannot_be_queued_are_run_at_the_next_start(tmp_path: Path) 
         assert finish_interrupted_routes(box) == 1
         assert routes.run == [outcome.extra["path"]]
         assert box.store.interrupted() == []
+
+
+def test_two_copies_of_one_instance_arriving_at_once_are_taken_one_after_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the first copy is named but not yet indexed, the second waits: it must not
+    take the first one's file for a half-written leftover. Under ``keep-both`` both are
+    kept, as copies 0 and 1."""
+    from dicombox.core.ingest import Ingest
+
+    with box_in_this_process(tmp_path) as box:
+        ingest = Ingest(box)
+        ingest.policy = "keep-both"
+        first_indexing, go_on = threading.Event(), threading.Event()
+        add_instance = box.index.add_instance
+
+        def slow_first_row(*args: Any, **kwargs: Any) -> Any:
+            if not first_indexing.is_set():
+                first_indexing.set()
+                go_on.wait(10)
+            return add_instance(*args, **kwargs)
+
+        monkeypatch.setattr(box.index, "add_instance", slow_first_row)
+        outcomes: list[Any] = []
+        first = threading.Thread(target=lambda: outcomes.append(ingest_ct_small(box, ingest)))
+        first.start()
+        assert first_indexing.wait(10)  # the first copy has its name, not yet its row
+        second = threading.Thread(target=lambda: outcomes.append(ingest_ct_small(box, ingest)))
+        second.start()
+        second.join(0.5)
+        waited = second.is_alive()
+        go_on.set()
+        first.join(10)
+        second.join(10)
+        assert waited  # the second copy waited for the first one's row
+        assert sorted(o.status for o, _ in outcomes) == [0, 0]
+        paths = sorted(o.extra["path"] for o, _ in outcomes)
+        assert len(set(paths)) == 2 and all(box.store.path(p).exists() for p in paths)
+        uid = outcomes[0][1].SOPInstanceUID
+        assert sorted(r["copy"] for r in box.index.instance_rows(sop_instance_uid=uid)) == [0, 1]
