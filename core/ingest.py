@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import struct
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dicombox.core.box import Box
 from dicombox.core.coercion import coerce_file
@@ -210,7 +211,12 @@ class Ingest:
 
     def _place(self, sink: IncomingFile, ds: pydicom.Dataset, arrival: Arrival) -> Outcome:
         # From its name to its index row, no other copy of the instance may look.
-        with self.locks.held(value_of(ds, "SOPInstanceUID")):
+        with ExitStack() as held:
+            try:
+                held.enter_context(self.locks.held(value_of(ds, "SOPInstanceUID")))
+            except OSError as exc:  # no descriptor or inode left for the lock file
+                sink.discard()
+                return Outcome(OUT_OF_RESOURCES, f"cannot lock the instance: {exc}")
             return self._place_locked(sink, ds, arrival)
 
     def _place_locked(self, sink: IncomingFile, ds: pydicom.Dataset, arrival: Arrival) -> Outcome:
@@ -238,6 +244,9 @@ class Ingest:
             )
         except StoreFull as exc:
             return Outcome(OUT_OF_RESOURCES, str(exc))
+        except SQLAlchemyError as exc:  # the duplicate check found the index unavailable
+            log.error("instance %s: the index cannot say if it is a duplicate: %s", sop_uid, exc)
+            return Outcome(OUT_OF_RESOURCES, f"index unavailable: {exc}")
         if relpath is None:  # it is at its place already: the audit can name its study
             return _kept_first(policy, {"study_instance_uid": value_of(ds, "StudyInstanceUID")})
         outcome = None

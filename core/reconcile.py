@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from dicombox.core.box import Box
 from dicombox.core.header import read_stored_header, value_of
 from dicombox.core.index.study_index import StoredInstance
@@ -61,6 +63,9 @@ def reconcile(box: Box) -> ReconcileReport:
                 calling_ae=str(ds.file_meta.get("SourceApplicationEntityTitle", "")).strip(),
                 copy=copy,
             )
+        except IntegrityError as exc:  # its instance is indexed as another file: a stray
+            _quarantine(root, relpath, exc, report)
+            continue
         except Exception as exc:  # the index's fault (full volume, index down): keep it
             log.error("cannot index %s: %s; it is checked again at the next start", relpath, exc)
             report.unindexed += 1

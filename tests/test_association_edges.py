@@ -326,3 +326,36 @@ def test_connections_past_twice_the_association_limit_are_closed_at_once(tmp_pat
             conn.close()
         server.stop()
         serving.join(5)
+
+
+def test_a_request_deferred_behind_a_report_leaves_nothing_when_the_peer_goes() -> None:
+    """The peer sends a C-STORE while the box waits for its report's answer, then drops
+    the connection: the data set taken in for the deferred request is discarded."""
+    outcomes: list[str] = []
+    sinks: list[Any] = []
+
+    class Sink(MemorySink):
+        discarded = False
+
+        def discard(self) -> None:
+            self.discarded = True
+            super().discard()
+
+    def new_sink(_request: Request) -> Sink:
+        sinks.append(Sink())
+        return sinks[-1]
+
+    storage = service(
+        "storage", CT, commands.C_STORE_RQ, echo, sinks={commands.C_STORE_RQ: new_sink}
+    )
+    s = Session([service("commit", COMMIT, commands.N_ACTION_RQ, committing(outcomes)), storage])
+    s.associate()
+    s.request(COMMIT_CX, b"", **N_ACTION)
+    assert [c.name for c in s.commands(2)] == ["N-ACTION-RSP", "N-EVENT-REPORT-RQ"]
+    s.request(CT_CX, b"\x08\x00\x16\x00", CommandField=commands.C_STORE_RQ, MessageID=2,
+              AffectedSOPClassUID=CT, AffectedSOPInstanceUID="1.2.3.4", Priority=0)  # fmt: skip
+    time.sleep(0.3)  # taken in and deferred
+    s.sock.close()
+    assert s.ended() == "aborted"
+    assert [sink.discarded for sink in sinks] == [True]
+    assert outcomes == ["queued: AssociationLost"]

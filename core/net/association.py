@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,8 +136,9 @@ class AssociationAcceptor:
         except OSError as exc:
             log.warning("association %s from %s: network error: %s", self.id, self._who(), exc)
         finally:
-            if self._message is not None and self._message.sink is not None:
-                self._message.sink.discard()  # an incomplete data set leaves nothing behind
+            for left in (self._message, self._deferred):  # cut off, or never answered
+                if left is not None and left.sink is not None:
+                    left.sink.discard()  # an incomplete data set leaves nothing behind
             self.io.close()
             self.registry.association_ended(self.id)
         if outcome != "rejected":
@@ -178,6 +179,7 @@ class AssociationAcceptor:
             body = self.io.read_small_pdu_body(pdu_type, length)
         finally:
             self.io.deadline = None
+            self.io.settimeout(self.network.acse_timeout_s)  # for the answer, in full
         rq_pdu = RqPdu()
         try:
             rq_pdu.decode(bytes([pdu_type, 0]) + length.to_bytes(4, "big") + body)
@@ -387,6 +389,8 @@ class AssociationAcceptor:
                 f"the peer opened no context for {item.sop_class_uid} in "
                 f"{item.transfer_syntax_uid} with SCP/SCU role selection making it the SCP"
             )
+        if self._lost is not None or self._ended:
+            raise pdu.AssociationLost("the association has ended")
         message_id = next(self._sub_ids)
         send_store_request(
             self.io,
@@ -423,6 +427,8 @@ class AssociationAcceptor:
         commitment report while the requestor still listens) and return its status.
         A peer that has already asked to release raises ``PeerClosed`` unsent."""
         assert self.peer is not None
+        if self._lost is not None or self._ended:
+            raise pdu.AssociationLost("the association has ended")
         if self.io.readable():
             raise pdu.PeerClosed("the peer is leaving; the report goes on a new association")
         message_id = next(self._sub_ids)
@@ -531,7 +537,14 @@ class AssociationAcceptor:
             if message.sink is not None:  # no handler will take its data set: keep nothing
                 message.sink.discard()
             raise pdu.ProtocolError("a second request arrived while one was in progress")
-        self._handle(message)
+        next_message: _Message | None = message
+        while next_message is not None:  # a loop, not recursion: a peer may chain them
+            self._handle(next_message)
+            next_message, self._deferred = self._deferred, None
+            if next_message is not None and self._ended:  # nobody waits for its answer
+                if next_message.sink is not None:
+                    next_message.sink.discard()
+                next_message = None
 
     def _handle(self, message: _Message) -> None:
         """Answer a request: with its service's handler, or with the status the host
@@ -562,8 +575,9 @@ class AssociationAcceptor:
             extended=self.extended.get(message.context.abstract_syntax, b""),
         )
         self._handling, self._handling_id, self._answered = True, command.MessageID, False
-        replies = handler(request)
+        replies: Iterable[Reply] = ()
         try:
+            replies = handler(request)
             for reply in replies:
                 if self._lost is not None or self._ended:
                     break  # the handler carried on after the association ended under it
@@ -582,20 +596,22 @@ class AssociationAcceptor:
                     Reply(STATUS_PROCESSING_FAILURE, fields={"ErrorComment": str(exc)[:64]}),
                 )
         finally:
-            close = getattr(replies, "close", None)
-            if close is not None:
-                close()  # a handler left mid-way runs its own cleanup now
+            self._close_handler(replies, command)
             self._handling, self._handling_id = False, None
             self._cancelled.discard(command.MessageID)
         if self._lost is not None:
             raise self._lost  # ``run`` ends the association as this error asks
-        deferred, self._deferred = self._deferred, None
-        if deferred is not None:
-            if self._ended:  # released or aborted meanwhile: nobody waits for its answer
-                if deferred.sink is not None:
-                    deferred.sink.discard()
-            else:
-                self._handle(deferred)
+
+    def _close_handler(self, replies: Iterable[Reply], command: commands.Command) -> None:
+        """Let a handler left mid-way run its own cleanup now; its failure there is
+        logged, not raised over what ended it."""
+        close = getattr(replies, "close", None)
+        if close is None:
+            return
+        try:
+            close()
+        except Exception:
+            log.exception("association %s: %s handler failed to close", self.id, command.name)
 
     @staticmethod
     def _off_context(message: _Message) -> str:
@@ -607,8 +623,8 @@ class AssociationAcceptor:
         if command.field != commands.C_STORE_RQ:
             return ""  # N- services of a meta SOP class (print) name its parts, rightly
         announced = str(command.AffectedSOPClassUID or "")
-        if announced == message.context.abstract_syntax:
-            return ""
+        if not announced or announced == message.context.abstract_syntax:
+            return ""  # none named: the data set's own class is checked (A900)
         return f"SOP class {announced} on the context of {message.context.abstract_syntax}"
 
     def _missing_permission(self, offer: Offer | None, command: commands.Command) -> str:

@@ -66,7 +66,10 @@ class ServiceRegistry:
             for service in self.services:
                 titles = service.ae_titles or (self.default_ae,)
                 if service.accepts_unknown and table in titles and service.accepts_unknown(uid):
-                    ctx = SupportedContext(uid, service.fallback_transfer_syntaxes)
+                    # Both roles, as for the known classes: a C-GET may send it back.
+                    ctx = SupportedContext(
+                        uid, service.fallback_transfer_syntaxes, scu_role=True, scp_role=True
+                    )
                     offers[uid] = Offer(service, ctx)
                     contexts.append(_context(ctx))
                     break
