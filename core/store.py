@@ -207,6 +207,9 @@ class InstanceStore:
             file_fsync_makes_its_name_durable(self.studies)
         )
         self.temporary_files = TemporaryFiles(self.tmp)
+        # Series folders whose names this process knows to be on disk (folders are never
+        # removed from the store): each is checked once, not for every image.
+        self._durable_dirs: set[Path] = set()
 
     def free_bytes(self) -> int:
         st = os.statvfs(self.root)
@@ -250,8 +253,8 @@ class InstanceStore:
         target = self.root / relpath
         directory = target.parent
         try:
-            if not directory.is_dir():
-                _make_dirs_durably(directory)
+            if directory not in self._durable_dirs:
+                self._make_durable(directory)
             # The name first, then one flush: the link changes the file's own inode, so
             # on a journalling file system the file's fsync commits data, inode and name
             # together, and the directory's fsync after it finds nothing left to do.
@@ -295,6 +298,18 @@ class InstanceStore:
             self.settle(incoming)
             raise
         return relpath
+
+    def _make_durable(self, directory: Path) -> None:
+        """Make a series folder, or make sure the one there is durable: another worker
+        may have made it and not yet flushed its name, or its study's, into the parent."""
+        if not directory.is_dir():
+            _make_dirs_durably(directory)
+        elif self.flush_directories:
+            _fsync_dir(directory.parent)  # the series' name in its study's folder
+            _fsync_dir(directory.parent.parent)  # the study's name in studies/
+        if len(self._durable_dirs) > 10000:
+            self._durable_dirs.clear()
+        self._durable_dirs.add(directory)
 
     def _take_name_flushed(self, incoming: IncomingFile, target: Path) -> None:
         """Give a copy the name ``target``, replacing a file there. It is flushed first:

@@ -720,3 +720,35 @@ def test_two_copies_of_one_instance_arriving_at_once_are_taken_one_after_the_oth
         assert len(set(paths)) == 2 and all(box.store.path(p).exists() for p in paths)
         uid = outcomes[0][1].SOPInstanceUID
         assert sorted(r["copy"] for r in box.index.instance_rows(sop_instance_uid=uid)) == [0, 1]
+
+
+def test_a_series_folder_another_worker_made_is_flushed_into_its_parents_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where folder names need their own flush, a folder found already made (by another
+    worker, which may not have flushed its name yet) is flushed into its study's folder
+    and the study's into studies/, before the first image there is answered."""
+    from dicombox.core import store
+
+    flushed: list[Path] = []
+    fsync_dir = store._fsync_dir
+
+    def recording(directory: Path) -> None:
+        flushed.append(directory)
+        fsync_dir(directory)
+
+    monkeypatch.setattr(store, "_fsync_dir", recording)
+    with box_in_this_process(tmp_path) as box:
+        box.store.flush_directories = True
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        relpath = box.store.relpath_for(
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+        )
+        series = box.store.path(relpath).parent
+        series.mkdir(parents=True)  # as another worker would, not yet flushed
+        outcome, _ = ingest_ct_small(box)
+        assert outcome.status == 0
+        assert flushed == [series.parent, series.parent.parent, series]
+        flushed.clear()
+        again, _ = ingest_ct_small(box)  # a duplicate there: the folder is not looked at again
+        assert again.extra.get("duplicate") and flushed == []
