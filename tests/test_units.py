@@ -752,3 +752,37 @@ def test_a_series_folder_another_worker_made_is_flushed_into_its_parents_once(
         flushed.clear()
         again, _ = ingest_ct_small(box)  # a duplicate there: the folder is not looked at again
         assert again.extra.get("duplicate") and flushed == []
+
+
+def test_an_instance_is_not_filed_under_a_series_that_took_a_removed_ones_id(
+    tmp_path: Path,
+) -> None:
+    """A worker remembers each series' row id. If the series is removed (the watermark,
+    in another process) and SQLite gives its id to a new series, an image of the old
+    series sent again must not be filed under the new one."""
+    from sqlalchemy import text
+
+    with box_in_this_process(tmp_path) as box:
+        outcome, ds = ingest_ct_small(box)  # the index now remembers the series' id
+        box.store.path(outcome.extra["path"]).unlink()
+        with box.index.engine.begin() as conn:  # what removing the series does
+            (series_pk, study_pk) = conn.execute(text("select id, study_pk from series")).one()
+            conn.execute(text("delete from instances"))
+            conn.execute(text("delete from series"))
+            conn.execute(
+                text(
+                    "insert into series (id, study_pk, series_instance_uid, created_at)"
+                    " values (:i, :s, :u, 0)"
+                ),
+                {"i": series_pk, "s": study_pk, "u": "1.2.3.999"},  # the id given again
+            )
+        again, _ = ingest_ct_small(box)
+        assert again.status == 0
+        with box.index.engine.connect() as conn:
+            filed_under = conn.execute(
+                text(
+                    "select s.series_instance_uid from instances i"
+                    " join series s on s.id = i.series_pk"
+                )
+            ).scalar_one()
+        assert filed_under == ds.SeriesInstanceUID

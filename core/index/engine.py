@@ -12,7 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.exc import DBAPIError
 
 
@@ -124,34 +133,43 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'index.sqlite'}"
 
 
-_compiled_inserts: dict[tuple[int, str, tuple[str, ...]], tuple[str, list[str]]] = {}
+_compiled_inserts: dict[tuple[int, str, tuple[str, ...], int], tuple[str, list[str]]] = {}
 
 
-def insert_row(engine: Engine, table: Table, row: dict[str, Any]) -> None:
-    """INSERT one row in a write transaction of its own.
+def insert_row(
+    engine: Engine,
+    table: Table,
+    row: dict[str, Any],
+    only_if: ColumnElement[bool] | None = None,
+    **only_if_values: Any,
+) -> bool:
+    """INSERT one row in a write transaction of its own; with ``only_if`` (a condition
+    on other tables, its bound values by name in ``only_if_values``) only when it holds,
+    in the same statement. Returns whether the row went in.
 
     Every received instance ends in one such INSERT. On SQLite it goes straight to the
     driver, with the statement compiled once: SQLAlchemy's begin, execute and commit
     cost several times SQLite's own work, and it runs inside the writer lock, which the
     other associations wait on. Errors are SQLAlchemy's, as on the general path."""
+    keys = tuple(row)
+    statement = _insert_statement(table, keys, only_if)
+    values = {**row, **only_if_values}
     lock = _writer_lock(engine)
     if lock is None:  # a server database: the general path
         with write_transaction(engine) as conn:
-            conn.execute(table.insert(), row)
-        return
-    keys = tuple(row)
-    compiled = _compiled_inserts.get((id(engine), table.name, keys))
+            return int(conn.execute(statement, values).rowcount or 0) == 1
+    cache_key = (id(engine), table.name, keys, id(only_if))
+    compiled = _compiled_inserts.get(cache_key)
     if compiled is None:
-        statement = table.insert().compile(dialect=engine.dialect, column_keys=list(keys))
-        compiled = (str(statement), list(statement.positiontup or ()))
-        _compiled_inserts[(id(engine), table.name, keys)] = compiled
+        done = statement.compile(dialect=engine.dialect, column_keys=list(keys))
+        compiled = _compiled_inserts[cache_key] = (str(done), list(done.positiontup or ()))
     sql, names = compiled
     with lock.held():
         driver = _write_connection(engine).connection.driver_connection
         try:
             driver.execute("BEGIN IMMEDIATE")
             try:
-                driver.execute(sql, [row[name] for name in names])
+                inserted = driver.execute(sql, [values[name] for name in names]).rowcount
                 driver.execute("COMMIT")
             except BaseException:
                 if driver.in_transaction:
@@ -160,3 +178,14 @@ def insert_row(engine: Engine, table: Table, row: dict[str, Any]) -> None:
         except sqlite3.Error as exc:
             dialect = engine.dialect
             raise DBAPIError.instance(sql, None, exc, sqlite3.Error, dialect=dialect) from exc
+    return inserted == 1
+
+
+def _insert_statement(
+    table: Table, keys: tuple[str, ...], only_if: ColumnElement[bool] | None
+) -> Any:
+    if only_if is None:
+        return table.insert()
+    # INSERT … SELECT :a, :b … WHERE <condition>: one statement, one round trip.
+    values = select(*[bindparam(k, type_=table.c[k].type) for k in keys]).where(only_if)
+    return table.insert().from_select(list(keys), values)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import Engine, delete, func, or_, select
+from sqlalchemy import Engine, bindparam, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from dicombox.core.header import value_of
@@ -39,6 +39,18 @@ class StudyIndex:
         self.version = migrate(engine)
         self._series_pk: dict[str, int] = {}  # series UID -> row id, for this process
         self._insert_instance = schema.instances.insert()
+        # The hot path's INSERT goes in only while the remembered series row is still
+        # that series: the watermark may have removed it (in another process), and
+        # SQLite may give its id to the next new series.
+        series = schema.series
+        self._in_remembered_series = (
+            select(series.c.id)
+            .where(
+                series.c.id == bindparam("guard_series_pk"),
+                series.c.series_instance_uid == bindparam("guard_series_uid"),
+            )
+            .exists()
+        )
 
     # ------------------------------------------------------------------ writing
     def add_instance(
@@ -71,8 +83,17 @@ class StudyIndex:
             series_pk = self._series_pk.get(series_uid)
             try:
                 if series_pk is not None and not replace:  # the hot path: one INSERT
-                    insert_row(self.engine, t, {**row, "series_pk": series_pk})
-                    break
+                    if insert_row(
+                        self.engine,
+                        t,
+                        {**row, "series_pk": series_pk},
+                        self._in_remembered_series,
+                        guard_series_pk=series_pk,
+                        guard_series_uid=series_uid,
+                    ):
+                        break
+                    self._series_pk.pop(series_uid, None)  # gone: look it up again
+                    continue
                 with write_transaction(self.engine) as conn:
                     if series_pk is None:
                         series_pk = self._ensure_parents(conn, ds, now)
@@ -91,6 +112,8 @@ class StudyIndex:
                 self._series_pk.pop(series_uid, None)
                 if attempt == 2:
                     raise
+        else:  # every attempt found its remembered series gone: cannot happen twice
+            raise RuntimeError(f"no row written for instance {row['sop_instance_uid']}")
         self._series_pk[series_uid] = series_pk
         if len(self._series_pk) > 10000:
             self._series_pk.clear()
