@@ -252,6 +252,8 @@ class Ingest:
         outcome = None
         try:
             outcome = self._index_and_route(ds, arrival, sop_uid, relpath, size, copies)
+            if outcome.status != SUCCESS:
+                box.store.restore_previous(sink)  # a copy it replaced is served again
             return outcome
         finally:
             # Whatever the outcome, no crash cut its routes off; unless queuing them

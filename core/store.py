@@ -31,6 +31,8 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 WRITEBACK_STEP = 128 << 10
 # The second name of a placed instance that replaced a copy (see InstanceStore.settle).
 ROUTING_SUFFIX = ".routing"
+# The first copy a replacing copy took the name of, kept until the index has the new row.
+PREVIOUS_SUFFIX = ".previous"
 
 
 COPY_MARK = "_copy"
@@ -107,6 +109,7 @@ class IncomingFile:
         self._fd: int | None = fd
         self._writing_back = 0  # bytes of the file the kernel has been asked to write back
         self.rewritten = False  # coercion has begun to write other content into the file
+        self.previous: Path | None = None  # the copy it replaced, until its row is written
         self._synced = False
         try:
             self._write(header)
@@ -320,12 +323,28 @@ class InstanceStore:
             incoming.sync()
             os.link(incoming.path, routing)
             incoming.routing = routing
+            previous = incoming.path.with_suffix(PREVIOUS_SUFFIX)
+            try:  # the copy there stays reachable until the index agrees (``restore``)
+                os.link(target, previous)
+                incoming.previous = previous
+            except FileNotFoundError:
+                pass  # nothing there: a keep-both copy with a free number
             os.replace(incoming.path, target)
         except BaseException:
             self.settle(incoming)
             incoming.discard()
             raise
         incoming.path = target
+
+    @staticmethod
+    def restore_previous(incoming: IncomingFile) -> None:
+        """The replacing copy got no index row: the copy it replaced, which the index
+        still describes, takes its name back."""
+        if incoming.previous is None:
+            return
+        os.replace(incoming.previous, incoming.path)
+        incoming.previous = None
+        _fsync_dir(incoming.path.parent)
 
     @staticmethod
     def settle(incoming: IncomingFile) -> None:
@@ -335,9 +354,16 @@ class InstanceStore:
         if incoming.routing is not None:
             incoming.routing.unlink(missing_ok=True)
             incoming.routing = None
+        if incoming.previous is not None:  # replaced for good
+            incoming.previous.unlink(missing_ok=True)
+            incoming.previous = None
 
     def _temporary(self, prefix: str) -> list[Path]:
-        return [*self.tmp.glob(f"{prefix}*.part"), *self.tmp.glob(f"{prefix}*{ROUTING_SUFFIX}")]
+        return [
+            *self.tmp.glob(f"{prefix}*.part"),
+            *self.tmp.glob(f"{prefix}*{ROUTING_SUFFIX}"),
+            *self.tmp.glob(f"{prefix}*{PREVIOUS_SUFFIX}"),
+        ]
 
     def interrupted(self, prefix: str = "") -> list[Path]:
         """Second names of placed instances whose routes a crash may have cut off; with

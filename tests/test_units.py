@@ -786,3 +786,34 @@ def test_an_instance_is_not_filed_under_a_series_that_took_a_removed_ones_id(
                 )
             ).scalar_one()
         assert filed_under == ds.SeriesInstanceUID
+
+
+def test_a_replacing_copy_the_index_refuses_gives_the_first_copy_its_name_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``duplicates = "replace"`` the new copy takes the name before its row is
+    written. If the index then fails (A700), the first copy, which the index still
+    describes, is served again; once the row is written, nothing of it is left."""
+    from sqlalchemy.exc import OperationalError
+
+    from dicombox.core.ingest import Ingest
+    from tests.support.faults import tmp_leftovers
+
+    def index_down(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT INTO instances", {}, Exception("disk I/O error"))
+
+    with box_in_this_process(tmp_path) as box:
+        ingest = Ingest(box)
+        ingest.policy = "replace"
+        first, _ = ingest_ct_small(box, ingest)
+        placed = box.store.path(first.extra["path"])
+        first_inode = placed.stat().st_ino
+        with monkeypatch.context() as patched:
+            patched.setattr(box.index, "add_instance", index_down)
+            refused, _ = ingest_ct_small(box, ingest)
+        assert refused.status == 0xA700
+        assert placed.stat().st_ino == first_inode  # the first copy, not the refused one
+        assert tmp_leftovers(box.store.root, [os.getpid()]) == []
+        replaced, _ = ingest_ct_small(box, ingest)
+        assert replaced.status == 0 and placed.stat().st_ino != first_inode
+        assert tmp_leftovers(box.store.root, [os.getpid()]) == []
