@@ -206,18 +206,38 @@ def cmd_conformance(box: Box, args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_box_options(parser: argparse.ArgumentParser, config: Any, data_dir: Any) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        help="the TOML configuration file (default: $DICOMBOX_CONFIG, else embedded defaults)",
+        default=config,
+    )
+    parser.add_argument("--data-dir", help="override [box] data_dir", default=data_dir)
+
+
+def _box_options_after_verbs(parser: argparse.ArgumentParser) -> None:
+    """Let every verb's parser, sub-verbs and plugins' verbs included, take ``--config``
+    and ``--data-dir`` too, so they go before or after the verb. Their default there is
+    SUPPRESS: a verb given neither leaves the value from before the verb in place."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        done: set[int] = set()
+        for verb in action.choices.values():
+            if id(verb) in done:  # an alias's parser is the verb's own
+                continue
+            done.add(id(verb))
+            _add_box_options(verb, argparse.SUPPRESS, argparse.SUPPRESS)
+            _box_options_after_verbs(verb)
+
+
 def build_parser(
     plugin_cli: Callable[[argparse._SubParsersAction], None],
 ) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicombox", description="the dicombox DICOM appliance")
     parser.add_argument("--version", action="version", version=f"dicombox {__version__}")
-    parser.add_argument(
-        "--config",
-        "-c",
-        help="the TOML configuration file (default: embedded defaults)",
-        default=os.environ.get("DICOMBOX_CONFIG"),
-    )
-    parser.add_argument("--data-dir", help="override [box] data_dir")
+    _add_box_options(parser, os.environ.get("DICOMBOX_CONFIG"), None)
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
     sub.required = True
 
@@ -261,6 +281,7 @@ def build_parser(
     form.add_argument("--xml", action="store_true", help="the PS3.15 AuditMessage XML only")
     p.set_defaults(func=cmd_audit)
     plugin_cli(sub)
+    _box_options_after_verbs(parser)
     return parser
 
 

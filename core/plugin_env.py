@@ -65,8 +65,8 @@ def pinned() -> Path | None:
 def data_dir_from_args(argv: list[str]) -> Path:
     """The data folder a ``dicombox`` command line means, read before plugins load (they
     decide which verbs exist): ``--data-dir``, else ``[box] data_dir`` of ``--config``
-    (or ``$DICOMBOX_CONFIG``), else the default. Only the options before the verb count,
-    as for argparse; a verb's own ``-c`` is no configuration file."""
+    (or ``$DICOMBOX_CONFIG``), else the default. The options count before the verb and
+    after it, as for the parser (which gives every verb both); the last one given wins."""
     config = os.environ.get("DICOMBOX_CONFIG")
     data_dir: str | None = None
     i = 0
@@ -82,10 +82,10 @@ def data_dir_from_args(argv: list[str]) -> Path:
                 config = value
         elif token.startswith("-c") and len(token) > 2 and not token.startswith("--"):
             config, i = token[2:], i + 1
-        elif token.startswith("-"):
-            i += 1
+        elif token == "--":
+            break  # what follows is only positional arguments
         else:
-            break  # the verb: what follows is its own
+            i += 1
     if data_dir:
         return Path(data_dir)
     if config:
