@@ -7,16 +7,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, build_role, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
+from dicombox.core.net import commands, pdu
 from tests.conftest import require
+from tests.support import rawclient
 from tests.support.boxproc import RunningBox
 from tests.support.peers import free_port, storescu
 from tests.test_forward import ct_files, jobs, remote, routed
@@ -120,6 +123,59 @@ def test_scp_reports_on_a_new_association(make_box, tmp_path, modality):
     wait_for(lambda: reports)
     (report,) = reports
     assert len(report.ReferencedSOPSequence) == 3 and "FailedSOPSequence" not in report
+
+
+def commit_reports(box: RunningBox) -> list[dict]:
+    return [j for j in jobs(box) if j["kind"] == "commit-report"]
+
+
+def ask_and_release_at_once(box: RunningBox, pairs: list[tuple[str, str]]) -> None:
+    """A requestor that sends its N-ACTION-RQ and its A-RELEASE-RQ together: it has
+    released before the box could report on its association."""
+    sock, _ = rawclient.associate(box.port, PUSH_MODEL, ExplicitVRLittleEndian, "MODALITY")
+    command = commands.encode_command(
+        CommandField=commands.N_ACTION_RQ,
+        MessageID=1,
+        CommandDataSetType=0,
+        RequestedSOPClassUID=PUSH_MODEL,
+        RequestedSOPInstanceUID=PUSH_MODEL_INSTANCE,
+        ActionTypeID=1,
+    )
+    request = BytesIO()
+    commit_request(pairs).save_as(request, implicit_vr=False, little_endian=True)
+    out = pdu.p_data_pdus(1, command, True, 16384)
+    out += pdu.p_data_pdus(1, request.getvalue(), False, 16384)
+    sock.sendall(b"".join(out) + pdu.release_rq())
+    pdu_type, body = rawclient.read_pdu(sock)
+    assert pdu_type == pdu.P_DATA_TF
+    assert commands.decode_command(body[6:]).Status == 0x0000
+    assert rawclient.read_pdu(sock)[0] == pdu.A_RELEASE_RP
+    sock.close()
+
+
+@pytest.mark.parametrize("report_on", ["new", "same-or-new"])
+def test_scp_report_on_a_new_association_arrives_once_and_its_job_is_done(
+    make_box, tmp_path, modality, report_on
+):
+    """The requestor has released before the report: the commit-report job brings it on
+    an association to the requestor's own port, once, and is done at its first run."""
+    require("storescu")
+    port, reports = modality
+    box = make_box(remote("ct", port, ae="MODALITY") + f'[commitment]\nreport_on = "{report_on}"\n')
+    pairs = stored_pairs(box, tmp_path, 3)
+    if report_on == "new":
+        ask_commitment(box, pairs)  # pynetdicom, which releases once answered
+    else:
+        ask_and_release_at_once(box, pairs)
+    wait_for(lambda: [j["state"] for j in commit_reports(box)] == ["done"])
+    (job,) = commit_reports(box)
+    assert (job["attempts"], job["last_error"]) == (1, ""), job
+    (report,) = reports
+    assert sorted(
+        (i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID) for i in report.ReferencedSOPSequence
+    ) == sorted(pairs)
+    assert "FailedSOPSequence" not in report
+    assert "crashed" not in box.output()
 
 
 def test_scp_after_burn_commits_what_was_burned_and_times_out_the_rest(
