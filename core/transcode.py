@@ -110,6 +110,11 @@ def can_transcode(source: str, target: str, allow_lossy: bool = False) -> bool:
     return _refusal(source, target, allow_lossy) is None
 
 
+def why_not(source: str, target: str, allow_lossy: bool = False) -> str | None:
+    """Why transcode() would refuse to turn ``source`` into ``target``; None if it tries."""
+    return _refusal(source, target, allow_lossy)
+
+
 def _refusal(source: str, target: str, allow_lossy: bool) -> str | None:
     """Why ``source`` cannot become ``target``, or None when it can."""
     if source == target:

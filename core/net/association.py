@@ -40,7 +40,12 @@ from dicombox.core.net.policy import (
     Rejection,
 )
 from dicombox.core.net.registry import Offer, ServiceRegistry
-from dicombox.core.net.sending import StoredFile, send_store_request, syntaxes_to_offer
+from dicombox.core.net.sending import (
+    StoredFile,
+    context_to_send_on,
+    prefer_sendable_syntaxes,
+    send_store_request,
+)
 from dicombox.core.net.service import (
     AcceptedContext,
     DatasetSink,
@@ -49,6 +54,7 @@ from dicombox.core.net.service import (
     Reply,
     Request,
 )
+from dicombox.core.net.tally import AssociationTally
 
 log = logging.getLogger("dicombox.association")
 _ids = itertools.count(1)
@@ -115,32 +121,45 @@ class AssociationAcceptor:
         self.extended: dict[str, bytes] = {}  # SOP class -> accepted extended negotiation
         self.permitted: frozenset[str] = frozenset()  # what the caller may ask of us
         self._refused: set[str] = set()  # permissions already refused (audited once)
+        self._rejected_why = ""
+        self._busy_when_aborted = False  # a request was coming in or being answered
+        self.tally = AssociationTally()  # what was done, for the log line at the end
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> None:
         started = time.monotonic()
-        outcome = "aborted"
+        outcome, why, level = "aborted", "", logging.WARNING
         try:
             if self._negotiate():
                 outcome = self._serve()
+                if outcome == "released":
+                    level = logging.INFO
+                elif not self._busy_when_aborted:  # between operations: the peer's way out
+                    why, level = "by the peer", logging.INFO
+                else:
+                    why = "by the peer in the middle of an operation"
             else:
-                outcome = "rejected"
+                outcome, why = "rejected", self._rejected_why
         except pdu.ProtocolError as exc:
-            log.warning("association %s from %s: %s; aborting", self.id, self._who(), exc)
+            why = f"{exc}; aborting"
             self._send_quietly(pdu.abort(pdu.ABORT_SOURCE_PROVIDER, exc.reason))
         except pdu.PeerClosed as exc:
-            log.warning("association %s from %s: peer went away (%s)", self.id, self._who(), exc)
+            why = f"peer went away ({exc})"
+        except pdu.TooSlow as exc:
+            why = f"{exc}; aborting"
+            self._send_quietly(pdu.abort())
         except TimeoutError:
-            log.warning("association %s from %s: timed out; aborting", self.id, self._who())
+            why = f"timed out; aborting after {self.io.timeout or 0:g} s without data"
             self._send_quietly(pdu.abort())
         except OSError as exc:
-            log.warning("association %s from %s: network error: %s", self.id, self._who(), exc)
+            why = f"network error: {exc}"
         finally:
             for left in (self._message, self._deferred):  # cut off, or never answered
                 if left is not None and left.sink is not None:
                     left.sink.discard()  # an incomplete data set leaves nothing behind
             self.io.close()
             self.registry.association_ended(self.id)
+        self._log_end(level, outcome, why, time.monotonic() - started)
         if outcome != "rejected":
             self.publish(
                 "association.ended",
@@ -151,8 +170,29 @@ class AssociationAcceptor:
                 **self._peer_fields(),
             )
 
+    def _log_end(self, level: int, outcome: str, why: str, seconds: float) -> None:
+        """One line per association, however it ended: who, what was done, how long."""
+        called = f" -> {self.peer.called_ae}" if self.peer else ""
+        for left in (self._message, self._deferred):  # cut off, or never answered
+            if left is not None and left.command is not None:
+                self.tally.received(left.command.field)
+        done = "" if outcome == "rejected" else f": {self.tally.summary()}"
+        log.log(
+            level,
+            "association %s %s%s %s after %.1f s%s%s",
+            self.id,
+            self._who(),
+            called,
+            outcome,
+            seconds,
+            f" ({why})" if why else "",
+            done,
+            extra={"association": self.id, "outcome": outcome, "seconds": round(seconds, 3),
+                   **self._peer_fields()},
+        )  # fmt: skip
+
     def _who(self) -> str:
-        host = f"{self.address[0]}:{self.address[1]}"
+        host = f"{str(self.address[0]).removeprefix('::ffff:')}:{self.address[1]}"
         return f"{self.peer.calling_ae}@{host}" if self.peer else host
 
     def _peer_fields(self) -> dict[str, Any]:
@@ -223,6 +263,7 @@ class AssociationAcceptor:
             raise pdu.ProtocolError(
                 f"malformed presentation context ({exc})", pdu.REASON_INVALID_PARAMETER
             ) from None
+        prefer_sendable_syntaxes(results, proposed, supported)  # where the box sends (C-GET)
         for cx in results:
             if cx.result == 0:
                 self.contexts[int(cx.context_id)] = AcceptedContext(
@@ -273,7 +314,7 @@ class AssociationAcceptor:
         rj = RjPdu()
         rj.from_primitive(primitive)
         self.io.send(rj.encode())
-        log.warning("association from %s rejected: %s", self._who(), rejection.why)
+        self._rejected_why = rejection.why
         self.publish(
             "association.rejected",
             association=self.id,
@@ -338,6 +379,11 @@ class AssociationAcceptor:
 
     # ------------------------------------------------------------- message loop
     def _serve(self) -> str:
+        if self.network.min_data_rate:
+            window = self.network.data_rate_window_s
+            self.io.min_rate = pdu.MinimumRate(
+                max(1, round(self.network.min_data_rate * window)), window
+            )
         while True:
             self.io.settimeout(
                 self.network.dimse_timeout_s if self._message else self.network.network_timeout_s
@@ -349,6 +395,12 @@ class AssociationAcceptor:
     def _read_pdu(self) -> str:
         """Read and act on one PDU; returns "released" or "aborted" when the association
         ends with it, else ""."""
+        ended = self._act_on_pdu()
+        if self._message is None:
+            self.io.rest()  # nothing owed until the peer begins its next PDU
+        return ended
+
+    def _act_on_pdu(self) -> str:
         pdu_type, length = self.io.read_pdu_header()
         if pdu_type == pdu.P_DATA_TF:
             self.io.read_p_data(
@@ -363,7 +415,7 @@ class AssociationAcceptor:
             return "released"
         if pdu_type == pdu.A_ABORT:
             self.io.read_small_pdu_body(pdu_type, length)
-            log.info("association %s aborted by %s", self.id, self._who())
+            self._busy_when_aborted = self._message is not None or self._handling
             return "aborted"
         raise pdu.ProtocolError(f"unexpected {pdu.PDU_NAMES[pdu_type]} in an association")
 
@@ -371,24 +423,7 @@ class AssociationAcceptor:
         """One C-GET sub-operation: C-STORE ``item`` to the peer on this association, in a
         context it opened for the SCP role, and wait for its answer."""
         assert self.peer is not None
-        syntaxes = syntaxes_to_offer(item.transfer_syntax_uid)
-        # Only where role selection made the box the SCU: a peer that did not take the SCP
-        # role for the class may refuse the C-STORE or abort (PS3.4 C.4.3.1).
-        context = next(
-            (
-                cx
-                for s in syntaxes
-                for cx in self.contexts.values()
-                if cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax == s
-                and cx.as_scu
-            ),
-            None,
-        )  # fmt: skip
-        if context is None:
-            raise LookupError(
-                f"the peer opened no context for {item.sop_class_uid} in "
-                f"{item.transfer_syntax_uid} with SCP/SCU role selection making it the SCP"
-            )
+        context = context_to_send_on(item, self.contexts.values())
         if self._lost is not None or self._ended:
             raise pdu.AssociationLost("the association has ended")
         message_id = next(self._sub_ids)
@@ -405,7 +440,9 @@ class AssociationAcceptor:
     def _await_response(self, message_id: int) -> commands.Command:
         while message_id not in self._responses:
             self._read_for_handler()
-        return self._responses.pop(message_id)
+        response = self._responses.pop(message_id)
+        self.tally.answered_by_peer(response.field, int(response.Status))
+        return response
 
     def _read_for_handler(self) -> None:
         """Read and act on one PDU while a handler waits on the peer. An end or a break
@@ -502,6 +539,7 @@ class AssociationAcceptor:
         elif message.sink is not None:
             message.sink.close()
         self._message = None
+        self.io.rest()  # what the handler reads of the peer is timed from its own start
         self._dispatch(message)
 
     def _open_sink(self, message: _Message) -> DatasetSink:
@@ -530,6 +568,7 @@ class AssociationAcceptor:
             else:
                 log.info("association %s: unsolicited %s ignored", self.id, command.name)
             return
+        self.tally.received(command.field)
         if self._handling:
             if self._answered and self._deferred is None:
                 self._deferred = message
@@ -661,3 +700,4 @@ class AssociationAcceptor:
         if reply.dataset is not None:
             out += pdu.p_data_pdus(context.context_id, reply.dataset, False, self.peer.max_pdu)
         self.io.send(b"".join(out))
+        self.tally.answered(request.field, reply.status, reply.summary)
