@@ -5,9 +5,11 @@ configuration; the OpenAPI document."""
 from __future__ import annotations
 
 import base64
+import html
 import io
 import itertools
 import json
+import re
 import time
 
 import httpx
@@ -22,6 +24,7 @@ from tests.support.boxproc import RunningBox
 from tests.support.peers import free_port, run
 from tests.support.webconsole import (
     PASSWORD,
+    UrlClient,
     add_user,
     signed_in,
     store_study,
@@ -234,6 +237,53 @@ def test_study_search_by_name_and_date_range(web, viewer):
     assert bad.status_code == 400 and "not a study search key" in bad.json()["detail"]
 
 
+def test_search_matches_names_whatever_their_case(web):
+    """doe* finds the DOEs in the API and on the console's page; findscu, asking the Q/R
+    SCP (case-sensitive names, as configured by default), still does not."""
+    client = UrlClient(web.url).login("vera")
+    does = {web.studies["john"], web.studies["jane"]}
+    for name in ("doe*", "Doe^Jane", "dOE^j*", "*o*^JA*"):
+        answer = client.get("/api/studies", {"PatientName": name})
+        assert answer.status == 200, answer.text
+        found = {s["study_instance_uid"] for s in answer.json()}  # type: ignore[union-attr]
+        assert found == (does if name in ("doe*", "dOE^j*") else {web.studies["jane"]}), name
+    page = client.get("/studies", {"PatientName": "doe*", "ModalitiesInStudy": "ct"})
+    assert page.status == 200
+    assert "2 studies" in page.text and "DOE, JOHN" in page.text and "DOE, JANE" in page.text
+    assert "ROE" not in page.text and 'class="note bad' not in page.text
+    assert findscu(web, ["PatientName=doe*"]) == set()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("StudyDate", "2026-03-20", "YYYYMMDD"),
+        ("StudyDate", "20261345", "YYYYMMDD"),
+        ("StudyDate", "yesterday", "YYYYMMDD"),
+        ("StudyTime", "2561", "HHMM"),
+        ("StudyInstanceUID", "abc", "digits and dots"),
+        ("PatientWeight", "heavy", "a number"),
+        ("Colour", "blue", "PatientName"),
+    ],
+)
+def test_search_says_what_is_wrong_with_a_key_or_value(web, key, value, allowed):
+    client = UrlClient(web.url).login("vera")
+    answer = client.get("/api/studies", {key: value})
+    assert answer.status == 400, answer.text
+    error = answer.json()
+    assert isinstance(error, dict)
+    assert (error["key"], error["value"]) == (key, value)
+    assert allowed in error["allowed"] and allowed in error["detail"]
+    assert key in error["detail"] and (value in error["detail"] or key == "Colour")
+    # The console says the same where everyone sees it, and no "0 studies".
+    page = client.get("/studies", {key: value})
+    assert page.status == 200
+    shown = re.search(r'<p class="note bad search-error" role="alert">(.*?)</p>', page.text, re.S)
+    assert shown, page.text
+    assert html.unescape(shown[1]) == f"Nothing was searched: {error['detail']}"
+    assert "0 studies" not in page.text
+
+
 def test_study_detail_and_thumbnails(web, viewer):
     study = web.studies["jane"]
     detail = viewer.get(f"/api/studies/{study}").json()
@@ -427,6 +477,18 @@ def test_users_managed_by_an_admin(web, admin):
     assert listed.returncode == 0 and "otto" in listed.stdout and "ned" not in listed.stdout
 
 
+def test_openapi_document_with_http_basic(web):
+    """A script with Basic credentials reads the document of the API it may call."""
+    client = UrlClient(web.url).with_basic("vera")
+    assert client.get("/api/me").status == 200
+    document = client.get("/openapi.json")
+    assert document.status == 200, document.text
+    assert "/api/studies" in document.json()["paths"]  # type: ignore[index]
+    wrong = UrlClient(web.url).with_basic("vera", "wrong-password").get("/openapi.json")
+    assert wrong.status == 401
+    assert UrlClient(web.url).get("/openapi.json").status == 401
+
+
 def test_openapi_document_lists_every_endpoint(viewer):
     from fastapi.routing import APIRoute
 
@@ -464,7 +526,9 @@ def test_no_account_no_login(tmp_path):
         page, refused = asyncio.run(ask(create_app(Console.of(box))))
     finally:
         box.close()
-    assert "dicombox web user add NAME --role admin" in page.text
+    # Whoever reads it has no shell on the box: it says whom to ask, not what to run.
+    assert "no console account exists yet: ask whoever installed" in page.text
+    assert "dicombox " not in page.text.replace("<h1>dicombox</h1>", "")
     assert refused.status_code == 403
     assert "no console account exists yet" in refused.json()["detail"]
 

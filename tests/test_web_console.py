@@ -1,19 +1,30 @@
 """The web console end to end in a real browser (Debian's chromium, driven by
 Playwright): log in, find a study sent with storescu, see its thumbnails, press Burn
 and watch the burn job reach 100 % on the jobs page, live. Screenshots are kept in
-$DICOMBOX_ARTIFACTS (default: the test's temporary folder)."""
+$DICOMBOX_ARTIFACTS (default: the test's temporary folder). The pages' HTML is also
+checked as plain HTTP (urllib) returns it."""
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require
-from tests.support.webconsole import PASSWORD, add_user, store_study, web_config, web_url
+from tests.support.peers import free_port
+from tests.support.webconsole import (
+    PASSWORD,
+    UrlClient,
+    add_user,
+    store_study,
+    web_config,
+    web_url,
+)
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -135,3 +146,98 @@ def test_a_viewer_sees_no_action_buttons(make_box, browser, tmp_path):
     page.wait_for_function(THUMBNAILS_LOADED)
     expect(page.locator("button[name=burn]")).to_have_count(0)
     page.close()
+
+
+# ---------------------------------------------------------------- plain HTTP
+def cell(page: str, job: int, name: str) -> str:
+    """The text of one cell (by its class) of a job's row on the jobs page."""
+    row = re.search(rf'<tr id="job-{job}".*?</tr>', page, re.S)
+    assert row, f"no row for job {job}"
+    found = re.search(rf'<td class="{name}">(.*?)</td>', row[0], re.S)
+    assert found, f"no {name} cell in job {job}'s row"
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", found[1])).split())
+
+
+def wait_state(client: UrlClient, job: int, states: tuple[str, ...], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = client.get(f"/api/jobs/{job}").json()
+        assert isinstance(seen, dict)
+        if seen["state"] in states or time.monotonic() > deadline:
+            assert seen["state"] in states, seen
+            return seen
+        time.sleep(0.2)
+
+
+def test_jobs_page_says_what_each_job_works_on(make_box, tmp_path):
+    """A forward, a print from the study page's form, and burns of several studies:
+    each row says whose studies it works on, never a Python method's repr, and the
+    console's notes say where to follow a job rather than which command to run."""
+    require("storescu")
+    closed = free_port()  # the archive is down: its forwards wait in the queue
+    box = make_box(
+        web_config(
+            discs=tmp_path / "discs",
+            extra=f"""[print]
+retry_delay_s = 600
+[[printer]]
+name = "paper"
+driver = "file"
+folder = "{tmp_path / "paper"}"
+[[remote]]
+name = "archive"
+ae_title = "ARCHIVE"
+host = "127.0.0.1"
+port = {closed}
+retry_delay_s = 600
+[[route]]
+forward = ["archive"]
+""",
+        )
+    )
+    add_user(box, "otto", "operator")
+    jane = store_study(box, tmp_path / "s1", "DOE^JANE", "P1", "20260320", count=2)
+    jane_before = store_study(box, tmp_path / "s2", "DOE^JANE", "P1", "20250101", count=1)
+    richard = store_study(box, tmp_path / "s3", "ROE^RICHARD", "P2", "20260110", count=1)
+    edgar = store_study(box, tmp_path / "s4", "POE^EDGAR", "P3", "20251224", count=1)
+    client = UrlClient(web_url(box)).login("otto")
+
+    printed = client.post_form(f"/studies/{jane}/print", {"printer": "paper"})
+    assert printed.status == 200, printed.text
+    note = re.search(r'<p class="note ok"[^>]*>(.*?)</p>', printed.text, re.S)
+    assert note and "print queued on paper as job" in note[1], printed.text
+    assert "follow it on the Jobs page" in note[1] and "dicombox" not in note[1]
+    print_job = int(re.search(r"as job (\d+)", note[1])[1])  # type: ignore[index]
+    refused = client.post_form(f"/studies/{jane}/print", {"printer": "nowhere"})
+    bad = re.search(r'<p class="note bad"[^>]*>(.*?)</p>', refused.text, re.S)
+    assert bad and "no printer &#39;nowhere&#39;" in bad[1], refused.text
+    assert "dicombox" not in bad[1]
+
+    everyone = client.request("POST", "/api/actions/burn", {"studies": [jane, jane_before,
+                              richard, edgar]}).json()  # fmt: skip
+    one_patient = client.request("POST", "/api/actions/burn", {"studies": [jane,
+                                 jane_before]}).json()  # fmt: skip
+    assert isinstance(everyone, dict) and isinstance(one_patient, dict)
+    assert "dicombox" not in str(everyone["message"])
+    for job in (print_job, everyone["job"], one_patient["job"]):
+        wait_state(client, int(job), ("done",))
+    listed = client.get("/api/jobs").json()
+    assert isinstance(listed, list)
+    forwards = {j["id"]: j for j in listed if j["kind"] == "forward"}
+    assert len(forwards) == 4, listed
+
+    page = client.get("/jobs")
+    assert page.status == 200
+    assert "built-in method" not in page.text and " at 0x" not in page.text
+    assert cell(page.text, everyone["job"], "what") == "4 studies, 3 patients"
+    assert cell(page.text, one_patient["job"], "what") == "DOE JANE: 2 studies"
+    assert cell(page.text, print_job, "what") == "paper DOE JANE 2026-03-20"
+    whats = sorted(cell(page.text, job, "what") for job in forwards)
+    assert whats == [
+        "archive DOE JANE 2025-01-01 (1 image)",
+        "archive DOE JANE 2026-03-20 (2 images)",
+        "archive POE EDGAR 2025-12-24 (1 image)",
+        "archive ROE RICHARD 2026-01-10 (1 image)",
+    ]
+    # The API says the same as the page.
+    assert {j["id"]: j["what"] for j in listed}[everyone["job"]] == "4 studies, 3 patients"

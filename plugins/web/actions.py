@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dicombox.plugins.web.console import Console
 from dicombox.plugins.web.search import study_row
-from dicombox.plugins.web.verbs import CONSOLE_JOB, VerbError
+from dicombox.plugins.web.verbs import CONSOLE_JOB, VerbError, unavailable
 
 log = logging.getLogger("dicombox.web")
 
@@ -53,7 +53,7 @@ def _run(console: Console, user: str, argv: list[str]) -> Outcome:
 def _background(console: Console, user: str, argv: list[str], label: str) -> Outcome:
     """A verb that takes a while, as a job of its own."""
     if not console.verbs.available(argv[0]):
-        raise ActionError(f"this box has no {argv[0]!r} command: is its plugin enabled?")
+        raise ActionError(unavailable(argv[0]))
     job = console.box.jobs.enqueue(
         CONSOLE_JOB,
         {"argv": argv, "label": label, "user": user},

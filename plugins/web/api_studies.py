@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from dicombox.plugins.web import auth
@@ -29,12 +30,15 @@ def list_studies(
     """Stored studies matching the query parameters, each a DICOM keyword of a patient
     or study key with a C-FIND value: ``PatientName=DOE*``, ``StudyDate=20260101-``,
     ``ModalitiesInStudy=CT``, ``AccessionNumber=A?1``, ``StudyInstanceUID=1.2\\1.3``.
-    Matching is the Q/R SCP's: what findscu finds at STUDY level. Viewer."""
+    Matching is the Q/R SCP's (what findscu finds at STUDY level), except that person
+    names match whatever their case and codes are taken in capitals. An unknown key or a
+    value its VR cannot have is a 400: ``{"detail", "key", "value", "allowed"}``. Viewer."""
     query = {k: v for k, v in request.query_params.items() if k != "limit"}
     try:
         return search_studies(auth.console_of(request).box, query, limit)
     except SearchError as exc:
-        raise HTTPException(400, str(exc)) from None
+        # detail, and the key, its value and what it may be: a script can tell which.
+        return JSONResponse(exc.as_dict(), status_code=400)  # type: ignore[return-value]
 
 
 @router.get("/studies/{study_uid}")

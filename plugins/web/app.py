@@ -73,7 +73,7 @@ class SecurityHeaders:
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/openapi.json"
+    return auth.is_api_path(request.url.path)
 
 
 def create_app(console: Console) -> FastAPI:

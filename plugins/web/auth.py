@@ -6,9 +6,10 @@
 - Every state-changing request made with the cookie must also carry the session's CSRF
   token: the ``X-CSRF-Token`` header (the console's scripts, API clients) or the
   ``csrf_token`` field of a form.
-- A script may instead send HTTP Basic credentials with each API request. Nothing is
-  kept between requests then, and no browser sends them by itself (the box never asks
-  for them with a challenge), so no CSRF token is needed.
+- A script may instead send HTTP Basic credentials with each API request (``/api/…``
+  and ``/openapi.json``). Nothing is kept between requests then, and no browser sends
+  them by itself (the box never asks for them with a challenge), so no CSRF token is
+  needed.
 - Roles: viewer may look (GET), operator may also act (actions, cancel and retry jobs),
   admin may also check configurations and manage users.
 """
@@ -34,9 +35,10 @@ COOKIE = "dicombox_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Shown on the login page: whoever reads it cannot log in, and has no shell on the box.
 NO_ACCOUNTS = (
-    "no console account exists yet: create one on the box with "
-    "'dicombox web user add NAME --role admin'"
+    "no console account exists yet: ask whoever installed or looks after this box to "
+    "create the first administrator account"
 )
 
 
@@ -102,6 +104,12 @@ def end_session(console: Console, principal: Principal, response: Response) -> N
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
 
 
+def is_api_path(path: str) -> bool:
+    """The API's paths, where scripts may send Basic credentials: /api/… and the OpenAPI
+    document that describes them."""
+    return path.startswith("/api/") or path == "/openapi.json"
+
+
 def identify(request: Request) -> Principal | None:
     """The session of the request's cookie, or (API only) its Basic credentials."""
     console = console_of(request)
@@ -110,7 +118,7 @@ def identify(request: Request) -> Principal | None:
     if session is not None:
         return Principal(session.user, session.csrf, "session", session_id)
     header = request.headers.get("authorization", "")
-    if header[:6].lower() == "basic " and request.url.path.startswith("/api/"):
+    if header[:6].lower() == "basic " and is_api_path(request.url.path):
         try:
             name, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):

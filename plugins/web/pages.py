@@ -25,7 +25,8 @@ from dicombox.plugins.web.present import audit_records, config_view, job_views
 from dicombox.plugins.web.search import FORM_KEYS, SearchError, search_studies, series_of
 from dicombox.plugins.web.search import study_row as find_study
 from dicombox.plugins.web.status import dashboard
-from dicombox.plugins.web.verbs import VerbError, parse_table
+from dicombox.plugins.web.verbs import VerbError
+from dicombox.plugins.web.worklist import WorklistError, worklist_items
 
 router = APIRouter(tags=["console pages"], default_response_class=HTMLResponse)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -148,14 +149,20 @@ def dashboard_page(request: Request, who: auth.Viewer) -> Response:
 
 @router.get("/studies")
 def studies_page(request: Request, who: auth.Viewer) -> Response:
-    """Study list and search (C-FIND matching). Viewer."""
-    query = {k: request.query_params.get(k, "").strip() for k in FORM_KEYS}
-    error = ""
+    """Study list and search (C-FIND matching, names in any case). Viewer. Keys the
+    form has no field for (from a bookmark) are searched too and listed; a wrong key or
+    value is said, not searched for."""
+    asked = {k: v.strip() for k, v in request.query_params.items()}
+    query = {k: asked.get(k, "") for k in FORM_KEYS}
+    more = {k: v for k, v in asked.items() if k not in FORM_KEYS and v}
+    found: list[dict[str, Any]] = []
+    error = wrong = ""
     try:
-        found = search_studies(auth.console_of(request).box, query, limit=200)
+        found = search_studies(auth.console_of(request).box, {**query, **more}, limit=200)
     except SearchError as exc:
-        found, error = [], str(exc)
-    return page(request, "studies.html", who, query=query, studies=found, error=error)
+        error, wrong = str(exc), exc.key
+    context = {"query": query, "more": more, "studies": found, "error": error, "wrong": wrong}
+    return page(request, "studies.html", who, **context)
 
 
 @router.get("/studies/{study_uid}")
@@ -232,14 +239,11 @@ def job_action(job_id: int, verb: str, request: Request, who: auth.Operator) -> 
 @router.get("/worklist")
 def worklist_page(request: Request, who: auth.Viewer) -> Response:
     """The worklist items the box serves. Viewer."""
-    console = auth.console_of(request)
-    items: list[dict[str, str]] = []
+    items: list[dict[str, Any]] = []
     error = ""
     try:
-        result = console.verbs.run(["worklist", "list", "--all"])
-        items = parse_table(result.output) if result.ok else []
-        error = "" if result.ok else result.message
-    except VerbError as exc:
+        items = worklist_items(auth.console_of(request), everything=True)
+    except (VerbError, WorklistError) as exc:
         error = str(exc)
     return page(request, "worklist.html", who, items=items, error=error)
 

@@ -8,13 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from dicombox.core.audit import read_records
 from dicombox.core.box import Box
 from dicombox.core.config import Config
-from dicombox.core.index import schema
-from dicombox.core.jobs import DONE, QUEUED, Job
+from dicombox.core.jobs import DONE, DONE_WITH_PROBLEMS, QUEUED, Job, state_label
+from dicombox.plugins.web.job_labels import describe
 
 MASK = "********"
 SECRET_NAME = re.compile(r"key|password|secret|token|passphrase", re.IGNORECASE)
@@ -23,7 +21,7 @@ SECRET_NAME = re.compile(r"key|password|secret|token|passphrase", re.IGNORECASE)
 def percent(job: Job) -> int | None:
     """How far a job is, from its progress text ("burning 43%", "12/40 sent"); a done
     job is at 100, one not started at 0; None when the text does not say."""
-    if job.state == DONE:
+    if job.state in (DONE, DONE_WITH_PROBLEMS):
         return 100
     numbers = re.findall(r"(\d+(?:\.\d+)?)\s*%", job.progress)
     if numbers:
@@ -43,6 +41,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "kind": job.kind,
         "queue": job.queue,
         "state": job.state,
+        "state_label": state_label(job.state),  # "done with problems" for "problems"
         "what": str(label),
         "items": len(payload.get("items") or []),
         "attempts": job.attempts,
@@ -59,40 +58,9 @@ def job_view(job: Job) -> dict[str, Any]:
 
 
 def job_views(box: Box, jobs: list[Job]) -> list[dict[str, Any]]:
-    """Jobs as ``job_view`` shows them, their studies named."""
-    return name_studies(box, [job_view(j) for j in jobs])
-
-
-def name_studies(box: Box, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Jobs' labels with each Study Instance UID in them replaced by its patient's name
-    and study date ("burner 1.2.3…" -> "DOE^JANE 2026-11-23"): what an operator knows."""
-    tokens = {t for v in views for t in v["what"].split() if _looks_like_uid(t)}
-    if not tokens:
-        return views
-    st, p = schema.studies, schema.patients
-    with box.index.engine.connect() as conn:
-        rows = conn.execute(
-            select(st.c.study_instance_uid, p.c.patient_name, st.c.study_date)
-            .select_from(st.join(p, st.c.patient_pk == p.c.id))
-            .where(st.c.study_instance_uid.in_(tokens))
-        ).all()
-    names = {r.study_instance_uid: f"{_name(r.patient_name)} {_date(r.study_date)}" for r in rows}
-    for view in views:
-        words = [names.get(t, t) for t in view["what"].split()]
-        view["what"] = " ".join(words).strip()
-    return views
-
-
-def _looks_like_uid(text: str) -> bool:
-    return len(text) > 8 and text.count(".") >= 2 and text.replace(".", "").isdigit()
-
-
-def _name(text: str | None) -> str:
-    return " ".join(str(text or "?").split("=")[0].replace("^", " ").split())
-
-
-def _date(text: str) -> str:
-    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 else text
+    """Jobs as ``job_view`` shows them, each saying whose studies it works on."""
+    labels = describe(box, jobs)
+    return [{**job_view(j), "what": labels.get(j.id, "")} for j in jobs]
 
 
 def masked(value: Any, name: str = "") -> Any:

@@ -4,11 +4,17 @@ A search is a STUDY-level query of the Study Root model written as DICOM keyword
 values (``PatientName=DOE*``, ``StudyDate=20260101-20261231``, ``ModalitiesInStudy=CT``).
 Each key becomes a condition through the core's matching engine
 (``dicombox.core.matching``), the one the Q/R SCP uses: wildcards, ranges, UID lists
-and person names component by component, so a search finds what findscu would.
+and person names component by component, so a search finds what findscu would, with
+two differences for people who type: person names match whatever their case (``doe*``
+finds DOE^JANE; the Q/R SCP keeps its configured matching), and codes (CS: modality,
+sex) are taken in capitals. A key the index does not hold, or a value its VR cannot
+have (a date that is no date), is refused with what is allowed, never searched for.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +52,79 @@ FORM_KEYS = ("PatientName", "PatientID", "AccessionNumber", "StudyDate", MODALIT
 
 
 class SearchError(ValueError):
-    """A key the search does not know."""
+    """A key the search does not know, or a value its VR cannot have: ``key``, ``value``
+    and what is ``allowed`` say which and why."""
+
+    def __init__(self, message: str, key: str, value: str, allowed: str) -> None:
+        super().__init__(message)
+        self.key, self.value, self.allowed = key, value, allowed
+
+    def as_dict(self) -> dict[str, str]:
+        return {"detail": str(self), "key": self.key, "value": self.value,
+                "allowed": self.allowed}  # fmt: skip
+
+
+_DATE = r"\d{8}"
+_TIME = r"\d{2}(?::?\d{2}(?::?\d{2}(?:\.\d{1,6})?)?)?"
+# What a value of each VR may be (the VRs of KEYS that are not free text), and how to
+# say so. A range is FROM-TO with either end left out.
+VALUE_FORMS: dict[str, tuple[re.Pattern[str], str]] = {
+    "DA": (
+        re.compile(rf"{_DATE}|{_DATE}-|-{_DATE}|{_DATE}-{_DATE}"),
+        "a date as YYYYMMDD, or a range FROM-TO of them (20260101-20261231; "
+        "20260101- from then on, -20261231 until then)",
+    ),
+    "TM": (
+        re.compile(rf"{_TIME}|{_TIME}-|-{_TIME}|{_TIME}-{_TIME}"),
+        "a time as HHMM or HHMMSS, or a range FROM-TO of them (0800-1230)",
+    ),
+    "UI": (
+        re.compile(r"[0-9]{1,64}(?:\.[0-9]+)*(?:\\[0-9]{1,64}(?:\.[0-9]+)*)*"),
+        "UIDs (digits and dots, at most 64 characters), several separated by \\",
+    ),
+    "CS": (
+        re.compile(r"[A-Z0-9 _*?]{1,16}(?:\\[A-Z0-9 _*?]{1,16})*"),
+        "a code of at most 16 letters, digits, spaces or _ (* and ? as wildcards), "
+        "several separated by \\",
+    ),
+    "AS": (re.compile(r"\d{3}[DWMY]"), "an age such as 045Y, 006M, 003W or 012D"),
+    "DS": (re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"), "a number"),
+}
+
+
+def checked_value(keyword: str, vr: str, value: str) -> str:
+    """``value`` as the search uses it (codes in capitals); SearchError if its VR
+    cannot have it."""
+    value = value.upper() if vr == "CS" else value
+    form = VALUE_FORMS.get(vr)
+    if form is None or value == "*":
+        return value
+    pattern, allowed = form
+    valid = pattern.fullmatch(value) is not None
+    if valid and vr == "DA":
+        valid = all(_is_date(d) for d in value.split("-") if d)
+    if valid and vr == "TM":
+        valid = all(_is_time(t) for t in value.split("-") if t)
+    if valid and vr == "UI":
+        valid = all(len(uid) <= 64 for uid in value.split("\\"))
+    if not valid:
+        raise SearchError(f"{keyword} = {value!r}: expected {allowed}", keyword, value, allowed)
+    return value
+
+
+def _is_date(text: str) -> bool:
+    try:
+        dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_time(text: str) -> bool:
+    digits = text.replace(":", "").split(".")[0]
+    limits = (23, 59, 60)  # 60: a leap second
+    parts = [int(digits[n : n + 2]) for n in range(0, len(digits), 2)]
+    return all(part <= limit for part, limit in zip(parts, limits, strict=False))
 
 
 def conditions(query: dict[str, str], case_insensitive: bool) -> list[tuple[str, Match]]:
@@ -54,13 +132,17 @@ def conditions(query: dict[str, str], case_insensitive: bool) -> list[tuple[str,
     found: list[tuple[str, Match]] = []
     for keyword, value in query.items():
         if keyword == MODALITIES:
+            value = checked_value(keyword, "CS", value)
             cond = match(schema.series.c.modality, "CS", value.split("\\"))
         elif keyword in KEYS:
             key = KEYS[keyword]
+            value = checked_value(keyword, key.vr, value)
             cond = match(key.column, key.vr, value, case_insensitive)
         else:
-            known = ", ".join([*FORM_KEYS, "…"])
-            raise SearchError(f"{keyword!r} is not a study search key (keys: {known})")
+            allowed = "one of " + ", ".join(sorted([*KEYS, MODALITIES]))
+            raise SearchError(
+                f"{keyword!r} is not a study search key: {allowed}", keyword, value, allowed
+            )
         if cond is not None:
             found.append((keyword, cond))
     dates, times = query.get("StudyDate", ""), query.get("StudyTime", "")
@@ -73,13 +155,11 @@ def conditions(query: dict[str, str], case_insensitive: bool) -> list[tuple[str,
 
 
 def search_studies(
-    box: Box, query: dict[str, str], limit: int = 200, case_insensitive: bool | None = None
+    box: Box, query: dict[str, str], limit: int = 200, case_insensitive: bool = True
 ) -> list[dict[str, Any]]:
-    """The studies matching ``query`` (keyword -> value), newest study date first."""
-    if case_insensitive is None:
-        # As the Q/R SCP is configured: a console search finds what a C-FIND finds.
-        qr = box.config.extra.get("qr")
-        case_insensitive = bool(getattr(qr, "case_insensitive_names", False))
+    """The studies matching ``query`` (keyword -> value), newest study date first. Person
+    names match whatever their case unless ``case_insensitive`` is False; SearchError
+    for a key or value that cannot be searched for."""
     p, st, se, i = schema.patients, schema.studies, schema.series, schema.instances
     wanted = conditions({k: v for k, v in query.items() if v not in ("", None)}, case_insensitive)
     series_count = select(func.count(se.c.id)).where(se.c.study_pk == st.c.id)
@@ -133,8 +213,11 @@ def search_studies(
 
 
 def study_row(box: Box, study_uid: str) -> dict[str, Any] | None:
-    """One study as ``search_studies`` describes it, or None."""
-    rows = search_studies(box, {"StudyInstanceUID": study_uid}, limit=1)
+    """One study as ``search_studies`` describes it, or None (also for what is no UID)."""
+    try:
+        rows = search_studies(box, {"StudyInstanceUID": study_uid}, limit=1)
+    except SearchError:
+        return None
     return rows[0] if rows else None
 
 

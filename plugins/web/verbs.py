@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from dicombox.core.box import Box
-from dicombox.core.jobs import PermanentJobError
+from dicombox.core.jobs import PROBLEMS_EXIT, PermanentJobError
 
 CONSOLE_JOB = "console"  # the job kind of a verb run in the background
 PROGRESS_EVERY_S = 0.5  # a verb that prints a line per image must not write a row each
@@ -35,6 +35,7 @@ class _Sink(io.TextIOBase):
 
     def __init__(self, progress: Callable[[str], None] | None) -> None:
         self.text = io.StringIO()
+        self.stderr_text = io.StringIO()  # what went to standard error, also in ``text``
         self.progress = progress
         self._line = ""
         self._reported = 0.0
@@ -58,12 +59,15 @@ class _ThreadStreams(io.TextIOBase):
     """Stands in for sys.stdout or sys.stderr: a thread running a verb writes to its
     sink, every other thread to the real stream."""
 
-    def __init__(self, real: TextIO, local: threading.local) -> None:
+    def __init__(self, real: TextIO, local: threading.local, stderr: bool = False) -> None:
         self.real = real
         self.local = local
+        self.stderr = stderr  # standing in for sys.stderr
 
     def write(self, text: str) -> int:
         sink = getattr(self.local, "sink", None)
+        if sink is not None and self.stderr:
+            sink.stderr_text.write(text)
         return (sink or self.real).write(text)
 
     def flush(self) -> None:
@@ -87,7 +91,7 @@ def install_streams() -> None:
         if not isinstance(sys.stdout, _ThreadStreams):
             sys.stdout = _ThreadStreams(sys.stdout, _local)
         if not isinstance(sys.stderr, _ThreadStreams):
-            sys.stderr = _ThreadStreams(sys.stderr, _local)
+            sys.stderr = _ThreadStreams(sys.stderr, _local, stderr=True)
 
 
 def uninstall_streams() -> None:
@@ -102,6 +106,7 @@ def uninstall_streams() -> None:
 class VerbResult:
     code: int
     output: str
+    errors: str = ""  # the part of ``output`` written to standard error
 
     @property
     def ok(self) -> bool:
@@ -109,15 +114,44 @@ class VerbResult:
 
     @property
     def message(self) -> str:
-        """What the verb said, its progress lines (\\r) reduced to the last."""
+        """What the verb said, its progress lines (\\r) reduced to the last, worded for
+        the console (``for_console``)."""
         lines = [re.split(r"\r", line)[-1].strip() for line in self.output.splitlines()]
-        return "\n".join(line for line in lines if line) or f"exit status {self.code}"
+        return for_console("\n".join(line for line in lines if line)) or f"exit status {self.code}"
+
+    @property
+    def problems(self) -> list[str]:
+        """A verb that finished with problems (exit ``PROBLEMS_EXIT``) wrote each to
+        standard error, one line each."""
+        return [line.strip() for line in self.errors.splitlines() if line.strip()]
 
     @property
     def job(self) -> int | None:
         """The job the verb queued, as its message names it ("… as job 12")."""
         found = re.search(r"\bjob (\d+)\b", self.output)
         return int(found[1]) if found else None
+
+
+# A verb speaks to someone at a shell; the console's operator has no shell. An error's
+# "dicombox burn: " names a command they did not type, and a hint to run one is replaced
+# by where the console shows the same thing.
+COMMAND_PREFIX = re.compile(r"^dicombox [a-z][a-z -]*?: ", re.MULTILINE)
+SHELL_HINTS = (("follow it with 'dicombox jobs'", "follow it on the Jobs page"),)
+
+
+def for_console(text: str) -> str:
+    """A verb's words as the console shows them: no command line in them."""
+    text = COMMAND_PREFIX.sub("", text)
+    for hint, instead in SHELL_HINTS:
+        text = text.replace(hint, instead)
+    return text
+
+
+def unavailable(verb: str) -> str:
+    return (
+        f"this box does not offer {verb!r}: the plugin that does it is not enabled "
+        "(ask the box's administrator)"
+    )
 
 
 class VerbError(ValueError):
@@ -150,7 +184,7 @@ class Verbs:
         """Run ``dicombox ARGV…`` in this thread with this box; never raises for what the
         verb reports (a non-zero code and its message)."""
         if not self.available(argv[0]):
-            raise VerbError(f"this box has no {argv[0]!r} command: is its plugin enabled?")
+            raise VerbError(unavailable(argv[0]))
         install_streams()
         sink = _Sink(progress)
         _local.sink = sink
@@ -165,7 +199,7 @@ class Verbs:
             raise VerbError(str(exc)) from None
         finally:
             _local.sink = None
-        return VerbResult(code, sink.text.getvalue())
+        return VerbResult(code, sink.text.getvalue(), sink.stderr_text.getvalue())
 
 
 def parse_table(text: str) -> list[dict[str, str]]:
@@ -184,15 +218,22 @@ def parse_table(text: str) -> list[dict[str, str]]:
     return rows
 
 
-def console_job(verbs: Verbs) -> Callable[[Any, Callable[[str], None]], None]:
+def console_job(verbs: Verbs) -> Callable[[Any, Callable[[str], None]], list[str] | None]:
     """The handler of ``console`` jobs: a verb that takes a while (a send, an export to a
-    stick), run in the background so that it shows on the jobs page with its progress."""
+    stick), run in the background so that it shows on the jobs page with its progress.
+    A verb that finished with problems (an export that left images out) makes the job
+    "done with problems", its problems the lines the verb wrote to standard error."""
 
-    def run(job: Any, progress: Callable[[str], None]) -> None:
+    def run(job: Any, progress: Callable[[str], None]) -> list[str] | None:
         result = verbs.run(list(job.payload["argv"]), progress)
+        last = result.message.splitlines()[-1]
+        if result.code == PROBLEMS_EXIT:
+            progress(last)
+            return result.problems or [last]
         if not result.ok:
             # The operator sees why and may retry it from the jobs page.
-            raise PermanentJobError(result.message.splitlines()[-1])
-        progress(result.message.splitlines()[-1])
+            raise PermanentJobError(last)
+        progress(last)
+        return None
 
     return run

@@ -3,10 +3,16 @@ HTTP client, and studies to look at."""
 
 from __future__ import annotations
 
+import base64
+import http.cookiejar
 import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -114,3 +120,71 @@ def wait_job(client: httpx.Client, job: int, state: str, timeout: float = 60) ->
             return seen
         time.sleep(0.2)
     raise AssertionError(f"job {job} not {state}: {seen}")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    text: str
+    headers: dict[str, str]
+
+    def json(self) -> object:
+        return json.loads(self.text)
+
+
+class UrlClient:
+    """Plain urllib against the console: a session (cookie jar, CSRF token sent with
+    every form and request) once ``login`` is called, or HTTP Basic credentials. Redirects
+    are followed, as a browser follows them after a form."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.csrf = ""
+        self.basic = ""
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+
+    def login(self, name: str, password: str = PASSWORD) -> UrlClient:
+        answer = self.request("POST", "/api/login", {"name": name, "password": password})
+        assert answer.status == 200, answer.text
+        self.csrf = str(answer.json()["csrf_token"])  # type: ignore[index]
+        return self
+
+    def with_basic(self, name: str, password: str = PASSWORD) -> UrlClient:
+        self.basic = base64.b64encode(f"{name}:{password}".encode()).decode()
+        return self
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Answer:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return self.request("GET", path + query)
+
+    def post_form(self, path: str, fields: dict[str, str]) -> Answer:
+        """A console form, with the session's token in its csrf_token field."""
+        body = urllib.parse.urlencode({**fields, "csrf_token": self.csrf}).encode()
+        kind = "application/x-www-form-urlencoded"
+        return self.request("POST", path, body=body, content_type=kind)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        data: object = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> Answer:
+        if data is not None:
+            body = json.dumps(data).encode()
+        request = urllib.request.Request(self.url + path, data=body, method=method)
+        if body is not None:
+            request.add_header("Content-Type", content_type)
+        if self.csrf:
+            request.add_header("X-CSRF-Token", self.csrf)
+        if self.basic:
+            request.add_header("Authorization", f"Basic {self.basic}")
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                text = response.read().decode()
+                return Answer(response.status, text, dict(response.headers))
+        except urllib.error.HTTPError as error:
+            return Answer(error.code, error.read().decode(), dict(error.headers))
