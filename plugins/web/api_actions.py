@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from dicombox.plugins.web import actions, auth
 from dicombox.plugins.web.actions import ActionError
-from dicombox.plugins.web.verbs import VerbError, parse_table
+from dicombox.plugins.web.verbs import VerbError
+from dicombox.plugins.web.worklist import WorklistError, worklist_items
 
 router = APIRouter(prefix="/api", tags=["actions"])
 
@@ -83,14 +84,15 @@ async def worklist_refresh(request: Request, who: auth.Operator) -> Any:
 @router.get("/worklist", dependencies=[Depends(auth.viewer)])
 def worklist(
     request: Request, retired: Annotated[bool, Query(alias="all")] = False
-) -> list[dict[str, str]]:
-    """The worklist items the box serves to modalities (``dicombox worklist list``),
-    retired ones too with ``all``; keys are the listing's columns. Viewer."""
-    console = auth.console_of(request)
+) -> list[dict[str, Any]]:
+    """The scheduled worklist items (``dicombox worklist list --json``), retired ones
+    too with ``all``. Each has the listing's columns in lower case, the state its
+    modalities reported (``mpps``: IN PROGRESS, COMPLETED, DISCONTINUED or empty), the
+    ``series`` they performed, the ``performed_steps``, and whether the box still
+    ``answered`` it to a worklist query. Viewer."""
     try:
-        result = console.verbs.run(["worklist", "list", *(["--all"] if retired else [])])
+        return worklist_items(auth.console_of(request), retired)
     except VerbError as exc:
         raise HTTPException(400, str(exc)) from None
-    if not result.ok:
-        raise HTTPException(500, result.message)
-    return [{k.lower(): v for k, v in row.items()} for row in parse_table(result.output)]
+    except WorklistError as exc:
+        raise HTTPException(500, str(exc)) from None

@@ -59,7 +59,8 @@ def dicombox_services(box: Box) -> list[Service]:
     settings = _settings(box)
     ensure_tables(box.index.engine)
     qr_settings = box.config.extra.get("qr")
-    mwl = WorklistSCP(box, bool(getattr(qr_settings, "case_insensitive_names", False)))
+    case_insensitive = bool(getattr(qr_settings, "case_insensitive_names", False))
+    mwl = WorklistSCP(box, case_insensitive, settings.answer_performed)
     mpps = MppsSCP(box, settings)
     titles = (settings.scp_ae_title,) if settings.scp_ae_title else ()
     return [

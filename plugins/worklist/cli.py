@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import date
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -13,6 +15,12 @@ from sqlalchemy import select
 from dicombox.core.box import Box
 from dicombox.core.tables import format_table
 from dicombox.plugins.worklist.items import SCHEDULED, save_items
+from dicombox.plugins.worklist.performed import (
+    Performed,
+    answered,
+    performed_by_item,
+    summary,
+)
 from dicombox.plugins.worklist.poll import poll_and_report
 from dicombox.plugins.worklist.settings import WorklistSection
 from dicombox.plugins.worklist.tables import ensure_tables, worklist_items
@@ -30,50 +38,59 @@ def refresh(box: Box, args: argparse.Namespace) -> int:
     return 1 if result.error else 0
 
 
-def show(box: Box, args: argparse.Namespace) -> int:
+def _listed(box: Box, everything: bool) -> list[dict[str, Any]]:
+    """The items, each with what its modalities reported (MPPS) and whether the MWL SCP
+    answers it now; the keys are those of the table, in lower case, and more."""
+    settings: WorklistSection = box.section("worklist")
     ensure_tables(box.index.engine)
     t = worklist_items
     statement = select(t).order_by(
         t.c.scheduled_procedure_step_start_date, t.c.scheduled_procedure_step_start_time
     )
-    if not args.all:
+    if not everything:
         statement = statement.where(t.c.state == SCHEDULED)
     with box.index.engine.connect() as conn:
         rows = conn.execute(statement).all()
-    if not rows:
+        performed = performed_by_item(conn, [r.id for r in rows])
+    items = []
+    for r in rows:
+        done = performed.get(r.id, Performed())
+        items.append(
+            {
+                "date": r.scheduled_procedure_step_start_date,
+                "time": r.scheduled_procedure_step_start_time,
+                "mod": r.modality,
+                "station": r.scheduled_station_ae_title,
+                "patient": r.patient_name,
+                "id": r.patient_id,
+                "accession": r.accession_number,
+                "procedure": r.requested_procedure_description,
+                "from": r.source,
+                "state": r.state,
+                "study_uid": r.study_instance_uid,
+                "requested_procedure_id": r.requested_procedure_id,
+                "sps_id": r.scheduled_procedure_step_id,
+                **done.as_dict(),
+                "answered": r.state == SCHEDULED and answered(done, settings.answer_performed),
+            }
+        )
+    return items
+
+
+def show(box: Box, args: argparse.Namespace) -> int:
+    items = _listed(box, args.all)
+    if args.json:
+        print(json.dumps(items, indent=1))
+        return 0
+    if not items:
         print("no worklist items")
         return 0
-    print(
-        format_table(
-            [
-                [
-                    r.scheduled_procedure_step_start_date,
-                    r.scheduled_procedure_step_start_time[:4] or "-",
-                    r.modality or "-",
-                    r.scheduled_station_ae_title or "-",
-                    r.patient_name,
-                    r.patient_id,
-                    r.accession_number or "-",
-                    r.requested_procedure_description or "-",
-                    r.source,
-                    r.state,
-                ]
-                for r in rows
-            ],
-            [
-                "DATE",
-                "TIME",
-                "MOD",
-                "STATION",
-                "PATIENT",
-                "ID",
-                "ACCESSION",
-                "PROCEDURE",
-                "FROM",
-                "STATE",
-            ],
-        )  # fmt: skip
-    )
+    columns = ["date", "time", "mod", "station", "patient", "id", "accession", "procedure"]
+    columns += ["from", "state", "mpps"]
+    cells = [[i[c] or "-" for c in columns] + [summary(i["series"])] for i in items]
+    for row in cells:
+        row[1] = row[1][:4]  # HHMM
+    print(format_table(cells, [c.upper() for c in columns] + ["PERFORMED"]))
     return 0
 
 
@@ -107,8 +124,13 @@ def add_verb(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("worklist", help="the modality worklist: refresh, list, add")
     verbs = p.add_subparsers(dest="worklist_verb", required=True)
     verbs.add_parser("refresh", help="poll the RIS now").set_defaults(func=refresh)
-    listing = verbs.add_parser("list", help="the items the box serves")
+    listing = verbs.add_parser(
+        "list", help="the scheduled items, with the state their modalities reported (MPPS)"
+    )
     listing.add_argument("--all", action="store_true", help="retired items too")
+    listing.add_argument(
+        "--json", action="store_true", help="as JSON, with the performed steps and series"
+    )
     listing.set_defaults(func=show)
     new = verbs.add_parser("add", help="schedule a procedure step locally")
     new.add_argument("--patient-name", required=True, help="DICOM form: FAMILY^GIVEN")

@@ -32,7 +32,7 @@ from dicombox.core.net.dataset_codec import decode_dataset
 from dicombox.core.net.requestor import associate
 from dicombox.core.net.service import Reply, Request
 from dicombox.plugins.worklist.settings import WorklistSection
-from dicombox.plugins.worklist.tables import ensure_tables, mpps
+from dicombox.plugins.worklist.tables import ensure_tables, mpps, mpps_steps, scheduled_steps
 
 log = logging.getLogger("dicombox.worklist")
 
@@ -80,7 +80,7 @@ class MppsSCP:
             with write_transaction(self.box.index.engine) as conn:
                 if conn.execute(select(mpps.c.id).where(mpps.c.sop_instance_uid == uid)).first():
                     raise Refusal(DUPLICATE, f"{uid} exists")
-                conn.execute(
+                created = conn.execute(
                     mpps.insert().values(
                         sop_instance_uid=uid,
                         status=IN_PROGRESS,
@@ -90,6 +90,9 @@ class MppsSCP:
                         updated_at=now,
                     )
                 )
+                # _check_create saw at least one Scheduled Step Attributes item.
+                steps = scheduled_steps(created.inserted_primary_key[0], ds)
+                conn.execute(mpps_steps.insert(), steps)
         except Refusal as refusal:
             log.warning("MPPS N-CREATE %s from %s refused: %s", uid, caller, refusal)
             yield Reply(refusal.status, fields={"AffectedSOPInstanceUID": uid, **refusal.fields})

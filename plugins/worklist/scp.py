@@ -1,12 +1,14 @@
 """MWL SCP: the cached and local worklist items, served to modalities with the same
 matching as C-FIND (``core.matching``): keys held as columns narrow the SQL query; any
-other key, sequences included, is matched against the stored item itself."""
+other key, sequences included, is matched against the stored item itself. Items whose
+MPPS is COMPLETED or DISCONTINUED are left out unless [worklist] answer_performed names
+that state (``performed.answered``)."""
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -26,6 +28,7 @@ from dicombox.core.matching import (
 from dicombox.core.net.dataset_codec import decode_dataset, encode_dataset
 from dicombox.core.net.service import Reply, Request
 from dicombox.plugins.worklist.items import SCHEDULED, SPS_COLUMNS, TOP_COLUMNS, item_dataset
+from dicombox.plugins.worklist.performed import answered, performed_by_item
 from dicombox.plugins.worklist.tables import worklist_items
 
 log = logging.getLogger("dicombox.worklist")
@@ -119,9 +122,15 @@ def _answer(item: Dataset, identifier: Dataset, charset: str) -> Dataset:
 
 
 class WorklistSCP:
-    def __init__(self, box: Box, case_insensitive_names: bool = False) -> None:
+    def __init__(
+        self,
+        box: Box,
+        case_insensitive_names: bool = False,
+        answer_performed: Iterable[str] = (),
+    ) -> None:
         self.box = box
         self.case_insensitive = case_insensitive_names
+        self.answer_performed = tuple(answer_performed)
 
     def handle(self, request: Request) -> Iterator[Reply]:
         ts = request.context.transfer_syntax
@@ -147,7 +156,10 @@ class WorklistSCP:
         sent = 0
         with self.box.index.engine.connect() as conn:
             rows = conn.execute(statement.order_by(worklist_items.c.id)).all()
+            performed = performed_by_item(conn, [row.id for row in rows])
         for row in rows:
+            if not answered(performed.get(row.id), self.answer_performed):
+                continue
             item = item_dataset(row)
             if not all(f.check is None or f.check(str(row._mapping[c])) for c, f in sql):
                 continue  # a wildcard SQL's LIKE could not decide

@@ -22,6 +22,9 @@ class WorklistSection:
     # (Patient ID + SPS ID of the Request Attributes Sequence). [] = no coercion.
     coerce_by: list[str] = field(default_factory=lambda: ["accession", "study_uid", "patient_sps"])
     mpps_remote: str = ""  # forward MPPS to this [[remote]] ("" = the ris, if any)
+    # Items whose MPPS is final are no longer answered to C-FIND, as brokers do, unless
+    # their state is named here: "completed", "discontinued" (redo a discontinued step).
+    answer_performed: list[str] = field(default_factory=list)
 
     def validate(self, name: str) -> None:
         from dicombox.core.config import ConfigError
@@ -31,6 +34,11 @@ class WorklistSection:
             raise ConfigError(
                 f"[{name}] coerce_by has {sorted(unknown)[0]!r}; "
                 "use accession, study_uid, patient_sps"
+            )
+        unknown = set(self.answer_performed) - {"completed", "discontinued"}
+        if unknown:
+            raise ConfigError(
+                f"[{name}] answer_performed has {sorted(unknown)[0]!r}; use completed, discontinued"
             )
         if self.interval_s < 5:
             raise ConfigError(f"[{name}] interval_s = {self.interval_s}: at least 5 seconds")

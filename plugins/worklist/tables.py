@@ -4,8 +4,26 @@ first opens the index (``ensure_tables``); the core's schema knows nothing of th
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
+import json
+from typing import Any
 
+from pydicom.dataset import Dataset
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+)
+
+from dicombox.core.index.attributes import text_value
 from dicombox.core.index.engine import write_transaction
 from dicombox.core.index.schema import text_column
 
@@ -59,6 +77,46 @@ mpps = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# The scheduled steps each performed procedure step names (one row per item of its
+# Scheduled Step Attributes Sequence, which an N-SET cannot change): how a step is tied
+# to its worklist items (see performed.py).
+mpps_steps = Table(
+    "mpps_steps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mpps_id", Integer, nullable=False),  # mpps.id
+    text_column("study_instance_uid"),
+    text_column("accession_number"),
+    text_column("requested_procedure_id"),
+    text_column("scheduled_procedure_step_id"),
+    Index("ix_mpps_steps_study", "study_instance_uid"),
+    Index("ix_mpps_steps_accession", "accession_number"),
+    Index("ix_mpps_steps_mpps", "mpps_id"),
+)
+_STEP_KEYS = {
+    "study_instance_uid": "StudyInstanceUID",
+    "accession_number": "AccessionNumber",
+    "requested_procedure_id": "RequestedProcedureID",
+    "scheduled_procedure_step_id": "ScheduledProcedureStepID",
+}
+
+
+def scheduled_steps(mpps_id: int, ds: Dataset) -> list[dict[str, Any]]:
+    """The mpps_steps rows of a performed procedure step's data set."""
+    return [
+        {"mpps_id": mpps_id, **{c: text_value(item.get(k))[:64] for c, k in _STEP_KEYS.items()}}
+        for item in ds.get("ScheduledStepAttributesSequence") or []
+    ]
+
+
+def _link_earlier_steps(conn: Connection) -> None:
+    """Fill mpps_steps for the steps received before the table existed."""
+    rows = conn.execute(select(mpps.c.id, mpps.c.dataset)).all()
+    for row in rows:
+        steps = scheduled_steps(row.id, Dataset.from_json(json.loads(row.dataset)))
+        if steps:
+            conn.execute(mpps_steps.insert(), steps)
+
 
 _ensured: set[int] = set()
 
@@ -69,5 +127,8 @@ def ensure_tables(engine: Engine) -> None:
     if key in _ensured:
         return
     with write_transaction(engine) as conn:
+        had_steps = inspect(conn).has_table(mpps_steps.name)
         metadata.create_all(conn, checkfirst=True)
+        if not had_steps:
+            _link_earlier_steps(conn)
     _ensured.add(key)
