@@ -47,6 +47,9 @@ class BoxSection:
 @dataclass(frozen=True)
 class NetworkSection:
     max_associations: int = 12
+    # Of those, how many one calling host (IP address) may hold: no one host can take
+    # every slot. 0 = no limit but max_associations.
+    max_associations_per_host: int = 8
     max_pdu: int = 0  # what we accept on receive; 0 = unlimited
     send_max_pdu: int = 262144  # what we propose when we are the requestor
     accept_unknown_callers: bool = True
@@ -59,6 +62,11 @@ class NetworkSection:
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 30.0
     network_timeout_s: float = 30.0
+    # A peer that has begun a PDU, or a message, must send at least min_data_rate bytes
+    # per second, judged over each data_rate_window_s the box waits on it: a slow link
+    # passes, a peer trickling bytes to hold its association open does not. 0 = off.
+    min_data_rate: int = 1024
+    data_rate_window_s: float = 10.0
     # DICOM over TLS on a port of its own (BCP 195: TLS 1.2 or 1.3, AEAD ciphers only).
     tls_port: int = 0  # 0 = off
     tls_certificate: str = ""  # PEM: our certificate (chain), for both directions
@@ -340,6 +348,24 @@ def _check_identity(network: NetworkSection) -> None:
         )
 
 
+def _check_pace(network: NetworkSection) -> None:
+    """The limits that keep slow or greedy peers from holding every association."""
+    if network.max_associations_per_host < 0:
+        raise ConfigError(
+            f"network.max_associations_per_host = {network.max_associations_per_host}: "
+            "expected 0 (no limit per host) or more"
+        )
+    if network.min_data_rate < 0:
+        raise ConfigError(
+            f"network.min_data_rate = {network.min_data_rate}: expected bytes per second, "
+            "0 (off) or more"
+        )
+    if not network.data_rate_window_s > 0:
+        raise ConfigError(
+            f"network.data_rate_window_s = {network.data_rate_window_s}: expected > 0"
+        )
+
+
 def _check_core(config: Config) -> None:
     """Rules that span keys, named the way a site engineer would look them up."""
     if not 1 <= len(config.box.ae_title) <= 16 or "\\" in config.box.ae_title:
@@ -354,6 +380,7 @@ def _check_core(config: Config) -> None:
         raise ConfigError(f"network.max_pdu = {config.network.max_pdu}: 0 or at least 4096")
     if config.network.max_associations < 1:
         raise ConfigError("network.max_associations must be at least 1")
+    _check_pace(config.network)
     _check_identity(config.network)
     _check_tls(config)
     if config.storage.reserve_mb < 0:

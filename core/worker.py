@@ -42,7 +42,11 @@ def build_server(
     for title in registry.local_titles:  # build the context tables now, not on first call
         registry.acceptor_contexts(title, [])
     policy = AssociationPolicy(config, registry.local_titles | set(box.local_ae_titles()))
-    slots = AssociationSlots(box.run_dir / "slots", config.network.max_associations)
+    slots = AssociationSlots(
+        box.run_dir / "slots",
+        config.network.max_associations,
+        config.network.max_associations_per_host,
+    )
     tls_context = server_context(config.network) if tls_listener is not None else None
     return AssociationServer(
         listener,

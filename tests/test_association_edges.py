@@ -5,6 +5,8 @@ made to do these on cue, so the test speaks PDUs itself, as they go on the wire.
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import struct
 import threading
@@ -13,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pynetdicom.pdu import A_ASSOCIATE_AC as AcPdu
 
 from dicombox.core.config import NetworkSection
@@ -359,3 +362,70 @@ def test_a_request_deferred_behind_a_report_leaves_nothing_when_the_peer_goes() 
     assert s.ended() == "aborted"
     assert [sink.discarded for sink in sinks] == [True]
     assert outcomes == ["queued: AssociationLost"]
+
+
+def test_the_end_of_an_association_is_logged_once_with_what_was_done(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One line when it ends: who, to whom, how it ended, how long, and the requests
+    counted by command and status class, with C-FIND's pending answers as matches, the
+    requests the box sent the peer, and what handlers added."""
+    caplog.set_level(logging.INFO, logger="dicombox.association")
+
+    def find(request: Request) -> Iterator[Reply]:
+        yield from (Reply(PENDING, dataset=b"") for _ in range(3))
+        yield Reply(0, summary="searched the index")
+
+    outcomes: list[str] = []
+    report_back = committing(outcomes)
+    s = Session([service("find", FIND, commands.C_FIND_RQ, find),
+                 service("commit", COMMIT, commands.N_ACTION_RQ, report_back)])  # fmt: skip
+    s.associate()
+    for message_id in (1, 2):
+        s.request(FIND_CX, b"", **find_rq(message_id))
+        assert [c.Status for c in s.commands(4)] == [PENDING, PENDING, PENDING, 0]
+    s.request(COMMIT_CX, b"", **N_ACTION)
+    report = s.commands(2)[1]
+    s.request(COMMIT_CX, CommandField=commands.N_EVENT_REPORT_RSP, Status=0,
+              MessageIDBeingRespondedTo=report.MessageID,
+              AffectedSOPClassUID=COMMIT)  # fmt: skip
+    s.request(FIND_CX, CommandField=commands.C_ECHO_RQ, MessageID=4,
+              AffectedSOPClassUID=FIND)  # fmt: skip
+    assert s.commands(1)[0].Status == 0x0211  # no handler for it: refused, and counted
+    s.sock.sendall(pdu.release_rq())
+    assert s.read_pdu()[0] == pdu.A_RELEASE_RP
+    assert s.ended() == "released"
+    lines = [r for r in caplog.records if r.name == "dicombox.association"]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    assert re.fullmatch(
+        r"association \S+ FUZZSCU@127\.0\.0\.1:40000 -> DICOMBOX released after \d+\.\d s: "
+        r"C-FIND 2 success, 6 matches; N-ACTION 1 success; C-ECHO 1 failed; "
+        r"sent N-EVENT-REPORT 1 success; searched the index \(x2\)",
+        lines[0].getMessage(),
+    ), lines[0].getMessage()
+
+
+def test_an_association_cut_off_is_logged_as_a_warning_with_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="dicombox.association")
+    storage = service("storage", CT, commands.C_STORE_RQ, echo,
+                      sinks={commands.C_STORE_RQ: lambda request: MemorySink()})  # fmt: skip
+    s = Session([storage])
+    s.associate()
+    s.request(CT_CX, b"\x08\x00\x16\x00", CommandField=commands.C_STORE_RQ, MessageID=1,
+              AffectedSOPClassUID=CT, AffectedSOPInstanceUID="1.2.3.4", Priority=0)  # fmt: skip
+    assert s.commands(1)[0].Status == 0
+    command = commands.encode_command(CommandField=commands.C_STORE_RQ, MessageID=2,
+                                      AffectedSOPClassUID=CT, AffectedSOPInstanceUID="1.2.3.5",
+                                      Priority=0, CommandDataSetType=0)  # fmt: skip
+    s.sock.sendall(pdu.p_data_pdus(CT_CX, command, True, 0)[0])  # and no data set: gone
+    s.sock.close()
+    assert s.ended() == "aborted"
+    lines = [r for r in caplog.records if r.name == "dicombox.association"]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    assert re.fullmatch(
+        r"association \S+ FUZZSCU@127\.0\.0\.1:40000 -> DICOMBOX aborted after \d+\.\d s "
+        r"\(peer went away \(.*\)\): C-STORE 1 success, 1 unanswered",
+        lines[0].getMessage(),
+    ), lines[0].getMessage()

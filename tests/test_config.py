@@ -40,6 +40,9 @@ def test_an_empty_file_runs_on_defaults(tmp_path: Path):
         ("[network]\nimplementation_version = ''", "1 to 16 printable ASCII"),
         ("[network]\nimplementation_class_uid = '1.2.3.abc'", "not a valid UID"),
         ("[network]\nimplementation_class_uid = '1.2." + "3" * 70 + "'", "not a valid UID"),
+        ("[network]\nmin_data_rate = -1", "network.min_data_rate = -1: expected bytes per"),
+        ("[network]\ndata_rate_window_s = 0", "network.data_rate_window_s = 0.0: expected > 0"),
+        ("[network]\nmax_associations_per_host = -2", "max_associations_per_host = -2"),
     ],
 )
 def test_errors_name_key_value_and_rule(toml: str, message: str):

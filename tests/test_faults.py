@@ -461,7 +461,8 @@ def test_a_peer_vanishing_mid_pdu_leaves_nothing(make_box):
 
 # ----------------------------------------------------------------- many associations
 def test_64_associations_at_once_all_stored_and_the_65th_rejected(make_box):
-    box = make_box(QUIET + "[network]\nmax_associations = 64\n")
+    # All from one address: the limit per host must not be what refuses the 65th.
+    box = make_box(QUIET + "[network]\nmax_associations = 64\nmax_associations_per_host = 64\n")
     peers = 64
     studies = [make_study(3, rows=16, columns=16) for _ in range(peers)]
     held, go = threading.Barrier(peers + 1, timeout=180), threading.Barrier(peers + 1, timeout=180)

@@ -7,12 +7,14 @@ and go through pynetdicom's codec.
 
 from __future__ import annotations
 
+import io
 import socket
 import ssl
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 A_ASSOCIATE_RQ = 0x01
 A_ASSOCIATE_AC = 0x02
@@ -57,6 +59,10 @@ class PeerClosed(Exception):
     """The peer closed the TCP connection."""
 
 
+class TooSlow(TimeoutError):
+    """The peer sent a PDU more slowly than the minimum rate allows (``MinimumRate``)."""
+
+
 class AssociationLost(PeerClosed):
     """Raised to a handler that waits on the peer (a C-GET's C-STORE, a commitment
     report, a look for C-CANCEL) when the association ends or breaks under it. What
@@ -71,23 +77,100 @@ class PdvHeader:
     is_last: bool
 
 
+@dataclass(frozen=True)
+class MinimumRate:
+    """What a peer must keep up once it has begun a PDU: ``min_bytes`` in every
+    ``window_s`` seconds the box spends waiting on it. The socket's timeout bounds each
+    wait, so without this a peer sending a byte now and then would hold its association
+    (and a slot) for ever; a slow but steady link sends far more than this."""
+
+    min_bytes: int
+    window_s: float
+
+
+class _RateWindow:
+    """The peer's progress against a ``MinimumRate``: seconds waited and bytes received
+    in the current window. Only time spent waiting on the socket counts, so the box's
+    own pauses (a slow disk under a data set) are never held against the peer."""
+
+    def __init__(self, rule: MinimumRate) -> None:
+        self.rule = rule
+        self.waited = 0.0
+        self.received = 0
+
+    def allowance(self) -> float:
+        """How long the peer may take to send more: to the end of this window while it
+        owes bytes in it, else to the end of the next one."""
+        left = self.rule.window_s - self.waited
+        return left if self.received < self.rule.min_bytes else left + self.rule.window_s
+
+    def took(self, seconds: float, count: int) -> None:
+        """``count`` bytes came after a wait of ``seconds``."""
+        self.waited += seconds
+        if self.waited >= self.rule.window_s:  # this window closed before they came
+            if self.received < self.rule.min_bytes:
+                raise self.too_slow()
+            self.waited -= self.rule.window_s
+            self.received = 0
+            if self.waited >= self.rule.window_s:
+                raise self.too_slow()  # and the next one passed with nothing
+        self.received += count
+
+    def too_slow(self) -> TooSlow:
+        return TooSlow(
+            f"too slow: {self.received} bytes in {self.rule.window_s:g} s, under the "
+            f"minimum of {self.rule.min_bytes} (min_data_rate)"
+        )
+
+
+class _TimedSocketIO(socket.SocketIO):
+    """The socket as the buffered reader reads it, each read going through ``recv``."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        recv: Callable[[Callable[[Any], int | None], Any], int | None],
+    ) -> None:
+        super().__init__(sock, "rb")
+        self._timed_recv = recv
+
+    def readinto(self, b: Any) -> int | None:
+        return self._timed_recv(super().readinto, b)
+
+
 class PduSocket:
     """A connected socket that speaks PDUs, with buffered reads."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._rfile = sock.makefile("rb", buffering=CHUNK)
+        self._rfile = io.BufferedReader(_TimedSocketIO(sock, self._recv), CHUNK)
         # When set, every read must be done by then (the A-ASSOCIATE-RQ, PS3.8 ARTIM).
         self.deadline: float | None = None
+        # When set, a peer that has begun a PDU must keep to this rate until ``rest``.
+        self.min_rate: MinimumRate | None = None
+        self._window: _RateWindow | None = None
+        self.timeout: float | None = sock.gettimeout()  # the wait for any one read
 
     def settimeout(self, seconds: float | None) -> None:
+        self.timeout = seconds
+        self._apply_timeout(seconds)
+
+    def _apply_timeout(self, seconds: float | None) -> None:
         # Setting it costs two fcntl calls, and an association sets it before every PDU.
         if seconds != self.sock.gettimeout():
             self.sock.settimeout(seconds)
 
+    def rest(self) -> None:
+        """The peer has sent all it owes for now (a whole message, or a PDU outside
+        one): the wait for its next PDU to begin is idle time, bounded by the timeout
+        alone; the minimum rate holds again from that PDU's first byte."""
+        self._window = None
+
     def read_exact(self, n: int) -> bytes:
         if self.deadline is not None:
             return self._read_by_deadline(n, self.deadline)
+        if self.min_rate is not None and self._window is None:
+            self._window = _RateWindow(self.min_rate)  # inside a PDU: the peer owes bytes
         data = self._rfile.read(n)
         if data is None or len(data) < n:
             raise PeerClosed(f"connection closed after {len(data or b'')} of {n} bytes")
@@ -102,14 +185,41 @@ class PduSocket:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"{len(data)} of {n} bytes arrived in time")
-            self.settimeout(left)
+            self._apply_timeout(left)
             piece = self._rfile.read1(n - len(data))
             if not piece:
                 raise PeerClosed(f"connection closed after {len(data)} of {n} bytes")
             data += piece
         return bytes(data)
 
+    def _recv(self, recv_into: Callable[[Any], int | None], buffer: Any) -> int | None:
+        """One read from the network (the buffer holds nothing more), timed against the
+        minimum rate while a window runs. Only here is the peer waited on, so reads the
+        buffer answers cost nothing."""
+        window = self._window
+        if window is None or self.sock.gettimeout() == 0.0:  # idle, or a look (readable)
+            return recv_into(buffer)
+        allowance = window.allowance()
+        if allowance <= 0:
+            raise window.too_slow()
+        rate_bound = self.timeout is None or allowance < self.timeout
+        self._apply_timeout(allowance if rate_bound else self.timeout)
+        started = time.monotonic()
+        try:
+            count = recv_into(buffer)
+        except TimeoutError:
+            if rate_bound:
+                raise window.too_slow() from None
+            raise
+        window.took(time.monotonic() - started, count or 0)
+        return count
+
     def read_pdu_header(self) -> tuple[int, int]:
+        if self.min_rate is not None and self._window is None:
+            # Waiting for a PDU to begin is idle time; from its first byte the rate holds.
+            self._apply_timeout(self.timeout)
+            if not self._rfile.peek(1):
+                raise PeerClosed("connection closed")
         head = self.read_exact(6)
         pdu_type, _, length = struct.unpack(">BBI", head)
         if pdu_type not in PDU_NAMES:

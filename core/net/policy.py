@@ -3,6 +3,8 @@
 The limit on simultaneous associations holds across every network worker process: each
 association takes one of ``max_associations`` slot files with a non-blocking ``flock``.
 The kernel drops the lock when the holder exits, so a worker that dies frees its slots.
+A slot file also names the host holding it, so that one host can be kept to its share
+(``max_associations_per_host``).
 """
 
 from __future__ import annotations
@@ -123,13 +125,42 @@ def _same_host(configured: str, actual: str) -> bool:
 
 
 class AssociationSlots:
-    """A box-wide limit on simultaneous associations, shared by worker processes."""
+    """A box-wide limit on simultaneous associations, and on those of any one host,
+    shared by worker processes."""
 
-    def __init__(self, directory: Path, count: int) -> None:
+    def __init__(self, directory: Path, count: int, per_host: int = 0) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.paths = [directory / f"slot-{i:03d}" for i in range(count)]
+        # A host limit at or above the box's is no limit: then no slot needs its host.
+        self.per_host = per_host if 0 < per_host < count else 0
+        self._lock_path = directory / "hosts.lock"
 
-    def acquire(self) -> int | None:
+    def take(self, host: str) -> int | Rejection:
+        """A slot for an association from ``host``: its file descriptor, or why none is
+        given (every slot in use, or as many held by that host as it may have)."""
+        if not self.per_host:
+            fd = self._acquire()
+            return fd if fd is not None else self.limit_rejection()
+        host = host.removeprefix("::ffff:")
+        # Taking a slot, naming its host and counting that host's slots are one step
+        # for every worker: else two associations from one host could each count the
+        # other and both be refused, or neither count the other and both get in.
+        lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held = self._held_by(host)
+            if held >= self.per_host:
+                return self.host_rejection(host, held)
+            fd = self._acquire()
+            if fd is None:
+                return self.limit_rejection()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, host.encode(), 0)
+            return fd
+        finally:
+            os.close(lock)  # and its lock with it
+
+    def _acquire(self) -> int | None:
         """Take a free slot and return its file descriptor, or None when all are taken."""
         for path in self.paths:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -139,6 +170,26 @@ class AssociationSlots:
             except BlockingIOError:
                 os.close(fd)
         return None
+
+    def _held_by(self, host: str) -> int:
+        """How many slots ``host`` holds now. A free slot file still names its last
+        host: only one that is locked counts."""
+        name, held = host.encode(), 0
+        for path in self.paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # never used yet
+            try:
+                if os.pread(fd, len(name) + 1, 0) != name:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    held += 1
+            finally:
+                os.close(fd)  # dropping the shared lock, if it was taken
+        return held
 
     @staticmethod
     def release(fd: int) -> None:
@@ -150,4 +201,12 @@ class AssociationSlots:
             SOURCE_PROVIDER_PRESENTATION,
             PRESENTATION_LOCAL_LIMIT_EXCEEDED,
             f"all {len(self.paths)} association slots are in use",
+        )
+
+    def host_rejection(self, host: str, held: int) -> Rejection:
+        return Rejection(
+            REJECTED_TRANSIENT,
+            SOURCE_PROVIDER_PRESENTATION,
+            PRESENTATION_LOCAL_LIMIT_EXCEEDED,
+            f"{host} already holds {held} associations (max_associations_per_host)",
         )

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from dicombox.core.config import NetworkSection
 from dicombox.core.net.association import AssociationAcceptor, EventSink
-from dicombox.core.net.policy import AssociationPolicy, AssociationSlots
+from dicombox.core.net.policy import AssociationPolicy, AssociationSlots, Rejection
 from dicombox.core.net.registry import ServiceRegistry
 from dicombox.core.net.tls import HandshakeFailed, accept_tls
 
@@ -147,7 +147,8 @@ class AssociationServer:
                 return
         slot = None
         try:
-            slot = self.slots.acquire()
+            taken = self.slots.take(str(address[0]))
+            slot = taken if not isinstance(taken, Rejection) else None
             acceptor = AssociationAcceptor(
                 conn,
                 address,
@@ -155,7 +156,7 @@ class AssociationServer:
                 self.policy,
                 self.network,
                 self.publish,
-                over_limit=None if slot is not None else self.slots.limit_rejection(),
+                over_limit=taken if isinstance(taken, Rejection) else None,
             )
             acceptor.run()
         except Exception:  # no descriptor left for a slot file, say: the peer is dropped

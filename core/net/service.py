@@ -132,6 +132,9 @@ class Reply:
     status: int
     dataset: bytes | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    # A few words on what the request did that its status cannot say ("12 sent to
+    # PACS"), for the line logged when the association ends; repeats are counted.
+    summary: str = ""
 
 
 Handler = Callable[[Request], Iterable[Reply]]

@@ -17,8 +17,11 @@ from pynetdicom.presentation import build_context
 from dicombox.core.net import commands, pdu
 
 
-def connect(port: int, timeout: float = 10) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(port: int, timeout: float = 10, source: str = "") -> socket.socket:
+    """A connection to the box on loopback; ``source``, the client's own address (any
+    of 127/8 on Linux), so that one test can be several hosts."""
+    address = (source, 0) if source else None
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=address)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -50,10 +53,11 @@ def associate(
     transfer_syntax: str,
     calling: str = "RAWSCU",
     called: str = "DICOMBOX",
+    source: str = "",
 ) -> tuple[socket.socket, int]:
     """Open an association with one presentation context (id 1); returns the socket and
     the PDU type of the answer (2 = accepted)."""
-    sock = connect(port)
+    sock = connect(port, source=source)
     sock.sendall(associate_rq(abstract_syntax, transfer_syntax, calling, called))
     pdu_type, body = read_pdu(sock)
     if pdu_type == pdu.A_ASSOCIATE_AC:
