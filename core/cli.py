@@ -20,7 +20,7 @@ from dicombox.core.box import Box, load_plugins_and_config, open_box
 from dicombox.core.cli_plugins import add_plugins_verbs
 from dicombox.core.cli_tls import add_tls_verbs
 from dicombox.core.config import ConfigError
-from dicombox.core.jobs import FAILED, QUEUED, RUNNING
+from dicombox.core.jobs import DONE_WITH_PROBLEMS, FAILED, QUEUED, RUNNING, Job, state_label
 from dicombox.core.tables import format_table
 
 Command = Callable[[Box, argparse.Namespace], int]
@@ -88,18 +88,53 @@ def cmd_jobs(box: Box, args: argparse.Namespace) -> int:
                     j.id,
                     j.kind,
                     j.queue or "-",
-                    j.state,
-                    f"{j.attempts}/{j.max_attempts}",
-                    _ago(j.next_run_at) if j.state == QUEUED else _ago(j.updated_at),
+                    state_label(j.state),
+                    f"{j.attempts}/{j.max_attempts or 'no limit'}",
+                    _when(j),
                     j.progress or "-",
-                    (j.last_error or "")[:60],
+                    _first_error(j.last_error),
                 ]
                 for j in jobs
             ],
             ["ID", "KIND", "QUEUE", "STATE", "TRIES", "WHEN", "PROGRESS", "LAST ERROR"],
         )
     )
+    for line in _problem_lines(jobs):
+        print(line)
     return 0
+
+
+PROBLEMS_SHOWN = 10  # per job, under the table; --json has them all
+
+
+def _first_error(text: str) -> str:
+    """The first line of a job's error (or problems), cut to fit the table."""
+    lines = text.splitlines()
+    more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+    return (lines[0][:60] + more) if lines else ""
+
+
+def _problem_lines(jobs: list[Job]) -> list[str]:
+    """Under the table, each problem of the jobs done with problems, a line each."""
+    lines: list[str] = []
+    for job in jobs:
+        problems = job.last_error.splitlines() if job.state == DONE_WITH_PROBLEMS else []
+        if not problems:
+            continue
+        lines.append(f"job {job.id} ({job.kind}) done with problems:")
+        lines += [f"  {p}" for p in problems[:PROBLEMS_SHOWN]]
+        if len(problems) > PROBLEMS_SHOWN:
+            lines.append(f"  … and {len(problems) - PROBLEMS_SHOWN} more (dicombox jobs --json)")
+    return lines
+
+
+def _when(job: Job) -> str:
+    """When a job last changed, or for one waiting to be tried again, when it will be."""
+    if job.state == QUEUED and job.last_error and job.next_run_at > time.time():
+        if job.next_run_at - time.time() > 12 * 3600:
+            return "next try " + _ago(job.next_run_at)
+        return "next try " + time.strftime("%H:%M:%S", time.localtime(job.next_run_at))
+    return _ago(job.next_run_at) if job.state == QUEUED else _ago(job.updated_at)
 
 
 def _running(box: Box) -> dict[str, Any] | None:
@@ -124,8 +159,12 @@ def cmd_status(box: Box, args: argparse.Namespace) -> int:
     for lines in box.hook.dicombox_status(box=box):
         for line in lines:
             print(line)
-    counts = {s: len(box.jobs.list((s,), limit=10000)) for s in (QUEUED, RUNNING, FAILED)}
-    print(f"jobs: {counts[QUEUED]} queued, {counts[RUNNING]} running, {counts[FAILED]} failed")
+    states = (QUEUED, RUNNING, FAILED, DONE_WITH_PROBLEMS)
+    counts = {s: len(box.jobs.list((s,), limit=10000)) for s in states}
+    print(
+        f"jobs: {counts[QUEUED]} queued, {counts[RUNNING]} running, {counts[FAILED]} failed, "
+        f"{counts[DONE_WITH_PROBLEMS]} done with problems"
+    )
     return 0 if info else 3
 
 
@@ -335,7 +374,7 @@ def _serve(args: argparse.Namespace, overrides: dict[str, Any], argv: list[str])
     SIGTERM, then exec the same command again, which picks up the plugin environment
     ``current`` points at now. Under systemd that is a reload, not a crash."""
     from dicombox.core.sdnotify import notify
-    from dicombox.core.supervisor import serve
+    from dicombox.core.supervisor import ListenError, serve
 
     hidden: dict[str, str] = {}
     restart = False
@@ -343,8 +382,8 @@ def _serve(args: argparse.Namespace, overrides: dict[str, Any], argv: list[str])
     def on_restart(signum: int, frame: Any) -> None:
         nonlocal restart
         stop = signal.getsignal(signal.SIGTERM)
-        if not callable(stop):  # still starting: the installer times out and rolls back
-            return
+        if not callable(stop) or not getattr(stop, "serving", True):
+            return  # still starting: the installer times out and rolls back
         notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         # serve() says STOPPING=1 on its way out; systemd must not take that for a stop.
         if "NOTIFY_SOCKET" in os.environ:
@@ -357,6 +396,9 @@ def _serve(args: argparse.Namespace, overrides: dict[str, Any], argv: list[str])
         code = serve(args.config, **overrides)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    except ListenError as exc:
+        print(f"dicombox: {exc}", file=sys.stderr)
         return 1
     except BaseException:
         # A plugin that crashes the supervisor (say in its start hook, after a restart

@@ -3,7 +3,8 @@
 Started by the supervisor as ``python -m dicombox.core.worker``. It holds no state another
 worker needs: what it stores is in the store and index, what it announces goes to the
 supervisor's event channel. It can die at any moment: an instance is acknowledged only
-after it is durable, and a partial file is swept at the next start.
+after it is durable, and a partial file is swept at the next start. It dies with its
+supervisor (``parent_death``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dicombox.core.net.registry import ServiceRegistry
 from dicombox.core.net.server import AssociationServer
 from dicombox.core.net.service import Service
 from dicombox.core.net.tls import server_context
+from dicombox.core.parent_death import die_with_parent, end_orphan, is_orphaned
 
 log = logging.getLogger("dicombox.worker")
 
@@ -67,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overrides", default="{}")
     parser.add_argument("--number", type=int, default=0)
     parser.add_argument("--tls-fd", type=int, default=-1)
+    parser.add_argument("--supervisor", type=int, default=0, help="the supervisor's pid")
     args = parser.parse_args(argv)
+    if args.supervisor:
+        die_with_parent(args.supervisor)
     # Association threads block in I/O all the time; with the default 5 ms switch interval
     # a thread coming back from a recv() waits behind a busy one (the convoy effect).
     sys.setswitchinterval(0.0002)
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     listener = socket.socket(fileno=args.fd)
     tls_listener = socket.socket(fileno=args.tls_fd) if args.tls_fd >= 0 else None
     server = build_server(box, listener, tls_listener)
+    if args.supervisor:
+        server.orphaned = lambda: is_orphaned(args.supervisor)
 
     def _stop(signum: int, _frame: object) -> None:
         server.stop()
@@ -92,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     box.bus.publish("worker.ready", number=args.number)
     log.debug("worker %d accepting", args.number)
     server.serve_forever()
+    if args.supervisor and is_orphaned(args.supervisor):
+        end_orphan()  # nothing in flight may be answered now (see parent_death)
     left = server.drain(
         box.config.network.dimse_timeout_s * 2,
         lambda n: log.info("finishing %d association(s) before exit", n),

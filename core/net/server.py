@@ -41,6 +41,9 @@ def make_listener(bind: str, port: int) -> socket.socket:
     else:
         family, _, _, _, address = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
+    # SO_REUSEADDR only, never SO_REUSEPORT: the workers share this one socket, and
+    # without SO_REUSEPORT a second box on the port fails to bind instead of quietly
+    # taking part of this one's connections.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(address)
     sock.listen(128)
@@ -79,6 +82,8 @@ class AssociationServer:
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
+        # Asked before each accept: a worker whose supervisor is gone takes no association.
+        self.orphaned: Callable[[], bool] = lambda: False
         # Failed TLS handshakes per address: a scanner or a misconfigured client retrying
         # must not flood the audit trail; one alert per address per minute, with a count.
         self._tls_failures: dict[str, tuple[float, int]] = {}
@@ -91,7 +96,7 @@ class AssociationServer:
             sel.register(self._wake_r, selectors.EVENT_READ)
             while not self._stopping:
                 for key, _ in sel.select():
-                    if key.fd == self._wake_r:
+                    if key.fd == self._wake_r or self.orphaned():
                         return
                     # Every worker wakes for a new connection; a busy one holds back a
                     # little so an idle one takes it, and associations spread over the
