@@ -42,6 +42,7 @@ class BoxSection:
     bind: str = "*"  # "*" = every IPv4 and IPv6 address
     data_dir: str = "./var"
     workers: int = 0  # 0 = one network worker per core
+    institution: str = ""  # who runs the box: on the media it writes (README.TXT)
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,11 @@ class RemoteSection:
     # unless sop_classes lists the enhanced class (seed 002, for archives without them).
     split_enhanced: bool = False
     max_pdu: int = 0  # the largest PDU we accept from it; 0 = [network] send_max_pdu
-    retries: int = 2  # for a forward that failed for a reason that may pass
+    # MPPS and commitment requests that failed for a reason that may pass are tried this
+    # many more times; a forward is tried until it succeeds or is refused for good.
+    retries: int = 2
     retry_delay_s: float = 30.0  # doubles on each retry
+    retry_delay_max_s: float = 600.0  # the longest wait between two tries of a forward
     commit: bool = False  # ask it for storage commitment after each forward
     commit_delay_s: float = 600.0  # wait before asking, so one request covers a whole study
     tls: bool = False  # outgoing associations over TLS, with the [network] tls_* files
@@ -394,6 +398,11 @@ def _check_core(config: Config) -> None:
             raise ConfigError(f"remote {r.name!r}: port = {r.port}: expected 1..65535")
         if r.retries < 0:
             raise ConfigError(f"remote {r.name!r}: retries = {r.retries}: expected 0 or more")
+        if not 0 < r.retry_delay_s <= r.retry_delay_max_s:
+            raise ConfigError(
+                f"remote {r.name!r}: retry_delay_s = {r.retry_delay_s}, retry_delay_max_s = "
+                f"{r.retry_delay_max_s}: expected 0 < retry_delay_s <= retry_delay_max_s"
+            )
         _check_services(f"remote {r.name!r}: services", r.services)
         for syntax in r.transfer_syntaxes:
             if syntax_uid(syntax) is None:

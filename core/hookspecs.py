@@ -66,7 +66,9 @@ def dicombox_coerce(box: Box, dataset: Any, context: dict[str, Any]) -> Coercion
 
 @hookspec
 def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
-    """Job kinds this plugin executes: ``{"forward": handler}``; run by the supervisor."""
+    """Job kinds this plugin executes: ``{"forward": handler}``; run by the supervisor.
+    A handler that finishes with problems (some of the work could not be done) returns
+    them, one line each: the job ends "done with problems" instead of "done"."""
 
 
 @hookspec

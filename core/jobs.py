@@ -1,10 +1,12 @@
 """The durable job queue (forward, commit, print, burn, poll …) and the runner that works it.
 
 Jobs are rows in the index database, so a queued job survives a restart or a power cut;
-a job found ``running`` at start was interrupted and runs again. Jobs sharing a ``queue``
-value (a destination, a printer, a burner) run one at a time, in order. A failure that
-may pass (peer down, printer out of film) is retried after ``retry_delay_s``, doubling
-each time; a permanent one fails the job at once.
+a job found ``running`` at start was interrupted and runs again, that try not counted
+(the box's own death is no failure of the job). Jobs sharing a ``queue`` value (a
+destination, a printer, a burner) run one at a time, in order. A failure that may pass
+(peer down, printer out of film) is retried after ``retry_delay_s``, doubling each time
+up to a cap, ``max_attempts`` tries in all (0: no limit, as for forwards); a permanent
+one fails the job at once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, case, func, select, update
 
 from dicombox.core.events import EventBus
 from dicombox.core.index import schema
@@ -26,11 +28,23 @@ from dicombox.core.index.engine import write_transaction
 log = logging.getLogger("dicombox.jobs")
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+# Finished, but some of its items could not be done: the handler returned its
+# problems, one line each, kept in ``last_error``. Not retried: retrying cannot help.
+DONE_WITH_PROBLEMS = "problems"
+STATE_LABELS = {DONE_WITH_PROBLEMS: "done with problems"}  # what people read; others as is
+# A CLI verb run as a job (the web console's) that finished with problems exits with
+# PROBLEMS_EXIT and writes each problem as one line to standard error.
+PROBLEMS_EXIT = 3
 MAX_BACKOFF_S = 3600.0
 
 
 class TransientJobError(Exception):
-    """The job may succeed later: retry it (peer unreachable, printer out of film)."""
+    """The job may succeed later: retry it (peer unreachable, printer out of film).
+    ``max_delay_s`` caps the back-off for this job (default ``MAX_BACKOFF_S``)."""
+
+    def __init__(self, why: str, max_delay_s: float | None = None) -> None:
+        super().__init__(why)
+        self.max_delay_s = max_delay_s
 
 
 class PermanentJobError(Exception):
@@ -70,7 +84,13 @@ class Job:
 
 
 JobContext = Callable[[str], None]  # report progress: context("12/40 sent")
-JobHandler = Callable[[Job, JobContext], None]
+# A handler returns nothing when all went well, or the one-line problems it finished with.
+JobHandler = Callable[[Job, JobContext], list[str] | None]
+
+
+def state_label(state: str) -> str:
+    """A job state as people read it ("done with problems" for ``problems``)."""
+    return STATE_LABELS.get(state, state)
 
 
 class JobQueue:
@@ -151,11 +171,19 @@ class JobQueue:
             return [Job.from_row(r) for r in conn.execute(query)]
 
     def recover_interrupted(self) -> int:
-        """Jobs left ``running`` by a stopped box are queued again (called at start)."""
+        """Jobs left ``running`` by a stopped box are queued again (called at start).
+        The try each had claimed is given back: it was cut short by the box, not failed
+        by the job, so kills and power cuts never use up a job's tries."""
         t = schema.jobs
         with write_transaction(self.engine) as conn:
             result = conn.execute(
-                update(t).where(t.c.state == RUNNING).values(state=QUEUED, updated_at=time.time())
+                update(t)
+                .where(t.c.state == RUNNING)
+                .values(
+                    state=QUEUED,
+                    attempts=case((t.c.attempts > 0, t.c.attempts - 1), else_=0),
+                    updated_at=time.time(),
+                )
             )
             return int(result.rowcount or 0)
 
@@ -196,12 +224,18 @@ class JobQueue:
     def done(self, job_id: int) -> None:
         self._set(job_id, state=DONE, last_error="")
 
-    def failed(self, job: Job, error: str, permanent: bool) -> str:
-        """Record a failure; returns the new state (queued for a retry, or failed)."""
-        if permanent or job.attempts >= job.max_attempts:
+    def done_with_problems(self, job_id: int, problems: list[str]) -> None:
+        self._set(job_id, state=DONE_WITH_PROBLEMS, last_error="\n".join(problems))
+
+    def failed(
+        self, job: Job, error: str, permanent: bool, max_delay_s: float | None = None
+    ) -> str:
+        """Record a failure; returns the new state (queued for a retry, or failed).
+        A job with ``max_attempts`` 0 is retried until it succeeds or fails for good."""
+        if permanent or (job.max_attempts and job.attempts >= job.max_attempts):
             self._set(job.id, state=FAILED, last_error=error)
             return FAILED
-        delay = min(job.retry_delay_s * (2 ** (job.attempts - 1)), MAX_BACKOFF_S)
+        delay = backoff(job.retry_delay_s, job.attempts, max_delay_s or MAX_BACKOFF_S)
         self._set(job.id, state=QUEUED, last_error=error, next_run_at=time.time() + delay)
         return QUEUED
 
@@ -249,6 +283,12 @@ class JobQueue:
                 .values(state=CANCELLED, updated_at=time.time())
             )
             return bool(result.rowcount)
+
+
+def backoff(first_s: float, attempts: int, cap_s: float) -> float:
+    """The wait after the ``attempts``-th failed try: ``first_s``, doubling, at most
+    ``cap_s`` (the exponent is bounded too: a job retried for weeks has thousands)."""
+    return min(first_s * 2.0 ** min(max(attempts - 1, 0), 40), cap_s)
 
 
 def _insert(
@@ -355,7 +395,7 @@ class JobRunner:
             self.bus.publish("job.progress", job=job.id, kind=job.kind, progress=text)
 
         try:
-            self.handlers[job.kind](job, report)
+            problems = self.handlers[job.kind](job, report)
         except JobNotReady as exc:
             self.queue.later(job, str(exc), exc.delay_s)
             return
@@ -365,12 +405,19 @@ class JobRunner:
             permanent = isinstance(exc, PermanentJobError)
             if not isinstance(exc, TransientJobError | PermanentJobError):
                 log.exception("job %s (%s) crashed", job.id, job.kind)
-            state = self.queue.failed(job, f"{type(exc).__name__}: {exc}", permanent)
+            cap = exc.max_delay_s if isinstance(exc, TransientJobError) else None
+            state = self.queue.failed(job, f"{type(exc).__name__}: {exc}", permanent, cap)
             topic = "job.failed" if state == FAILED else "job.retrying"
             log.warning(
                 "job %s (%s) attempt %d: %s -> %s", job.id, job.kind, job.attempts, exc, state
             )
             self.bus.publish(topic, job=job.id, kind=job.kind, error=str(exc), attempt=job.attempts)
+            return
+        if problems:
+            problems = [" ".join(str(p).split()) for p in problems]  # one line each, always
+            self.queue.done_with_problems(job.id, problems)
+            log.warning("job %s (%s) done with problems: %s", job.id, job.kind, problems[0])
+            self.bus.publish("job.problems", job=job.id, kind=job.kind, problems=problems)
             return
         self.queue.done(job.id)
         self.bus.publish("job.done", job=job.id, kind=job.kind)

@@ -145,6 +145,7 @@ class SimulatedBurner:
         self._number = self._next_number()  # never overwrite discs of an earlier run
         self._written: Path | None = None
         self._finalized = False
+        self.last_disc: Path | None = None  # the ISO file of the last disc burned
 
     def _next_number(self) -> int:
         numbers = [0]
@@ -189,6 +190,7 @@ class SimulatedBurner:
         disc = self.folder / f"disc-{self._number}-{_file_label(label)}.iso"
         _copy(iso, disc, size, progress)
         self._written, self._finalized = disc, finalize
+        self.last_disc = disc
 
     def verify(self, iso: Path) -> bool:
         if self._tray_empty():

@@ -16,7 +16,7 @@ from dicombox.core.hookspecs import PanelAction, PanelScreen
 from dicombox.core.jobs import RUNNING, Job, JobHandler
 from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
 from dicombox.hal.burner import BurnerError
-from dicombox.plugins.media.burn import BURN, burner_for, queue_burn, run_burn
+from dicombox.plugins.media.burn import BURN, burner_for, destination, queue_burn, run_burn
 from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import PROFILES
 from dicombox.plugins.media.importer import add_verb as add_import_verb
@@ -85,7 +85,10 @@ def burn_command(box: Box, args: argparse.Namespace) -> int:
         box, settings, args.study, profile=args.profile, copies=args.copies,
         deidentify=args.deidentify,
     )  # fmt: skip
-    print(f"burn queued as job {job}; follow it with 'dicombox jobs'")
+    print(
+        f"burn queued as job {job}: the disc(s) go to {destination(box, settings)}; "
+        "follow it with 'dicombox jobs'"
+    )
     return 0
 
 

@@ -10,7 +10,6 @@ delivered to the remote "media", which storage commitment after burning waits fo
 
 from __future__ import annotations
 
-import logging
 import secrets
 import shutil
 from collections.abc import Callable
@@ -27,10 +26,9 @@ from dicombox.hal.robot import open_robot
 from dicombox.plugins.media.deidentify import Deidentifier
 from dicombox.plugins.media.fileset import build_fileset
 from dicombox.plugins.media.iso import CAPACITY, master_iso
+from dicombox.plugins.media.leftout import left_out_lines
 from dicombox.plugins.media.pdi import VIEWER
 from dicombox.plugins.media.settings import MediaSection
-
-log = logging.getLogger("dicombox.media")
 
 BURN = "burn"
 MEDIA = "media"  # the deliveries "remote" of burned instances
@@ -52,13 +50,25 @@ def stored_instances(box: Box, studies: list[str]) -> list[tuple[str, Path]]:
     return [(uid, box.store.path(path)) for uid, path in box.index.study_instances(studies)]
 
 
+def discs_folder(box: Box, settings: MediaSection) -> Path:
+    """Where the simulated burner writes its discs (ISO files)."""
+    return (
+        Path(settings.discs_dir) if settings.discs_dir else box.config.data_dir / "media" / "discs"
+    )
+
+
+def destination(box: Box, settings: MediaSection) -> str:
+    """Where burned discs go, as the operator finds them."""
+    if settings.burner == "simulated":
+        return f"ISO images in {discs_folder(box, settings)}"
+    if settings.burner in ("primera", "epson"):
+        return f"the {settings.burner} robot (hot folder {settings.hot_folder})"
+    return f"the drive {settings.device}"
+
+
 def burner_for(box: Box, settings: MediaSection) -> Any:
     if settings.burner == "simulated":
-        folder = (
-            Path(settings.discs_dir)
-            if settings.discs_dir
-            else box.config.data_dir / "media" / "discs"
-        )
+        folder = discs_folder(box, settings)
         folder.mkdir(parents=True, exist_ok=True)
         capacity = (settings.disc_capacity_mb << 20) or CAPACITY[settings.disc]
         return open_burner("simulated", folder=folder, capacity_bytes=capacity)
@@ -73,7 +83,9 @@ def burner_for(box: Box, settings: MediaSection) -> Any:
     return open_burner("xorriso", device=settings.device, speed=settings.speed)
 
 
-def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -> None:
+def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -> list[str] | None:
+    """Burn the job's studies; returns a line per instance left out (the job is then
+    done with problems), or None when every instance is on the disc."""
     studies: list[str] = job.payload["items"]
     profile = job.payload.get("profile") or settings.profile
     copies = int(job.payload.get("copies") or settings.copies)
@@ -119,8 +131,6 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
                 viewer=viewer,
                 viewer_start=settings.viewer_start,
             )
-            for path, why in report.refused:
-                log.warning("not on the disc: %s: %s", path.name, why)
             iso = scratch / "disc.iso"
             size = master_iso(
                 scratch / "disc",
@@ -138,14 +148,14 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
                 )
             for copy in left:
                 _burn_one(burner, iso, settings, progress, f"{which}, copy {copy}/{copies}")
-                plan.mark_burned(number, copy)
+                plan.mark_burned(number, copy, _where(burner))
                 box.jobs.checkpoint(job)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         refused = {str(path) for path, _ in report.refused}
         burned = [uid for uid, path in volume if str(path) not in refused]
         record_deliveries(box.index.engine, MEDIA, burned, "committed")
-        plan.count(len(burned), [why for _, why in report.refused])
+        plan.count(len(burned), left_out_lines(report.refused))
         box.jobs.checkpoint(job)
     plan.forget_export_key()  # nobody may re-derive the disc's UIDs from the job later
     box.jobs.checkpoint(job)
@@ -153,9 +163,12 @@ def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -
         "media.burned", studies=studies, instances=plan.instances, discs=discs, copies=copies
     )
     summary = f"{plan.instances} instances burned, {discs * copies} disc(s)"
+    if plan.where:
+        summary += f": {', '.join(plan.where)}"
     if plan.left_out:
-        summary += f"; {len(plan.left_out)} left out ({plan.left_out[0]})"
+        summary += f"; {len(plan.left_out)} left out"
     progress(summary)
+    return plan.left_out or None
 
 
 class _BurnPlan:
@@ -186,8 +199,15 @@ class _BurnPlan:
     def burned(self, disc: int, copy: int) -> bool:
         return f"{disc}/{copy}" in self._state["burned"]
 
-    def mark_burned(self, disc: int, copy: int) -> None:
+    def mark_burned(self, disc: int, copy: int, where: str) -> None:
         self._state["burned"].append(f"{disc}/{copy}")
+        if where not in self._state.setdefault("where", []):
+            self._state["where"].append(where)
+
+    @property
+    def where(self) -> list[str]:
+        """Where the discs burned so far went (ISO files, the drive), each once."""
+        return list(self._state.get("where", []))
 
     def count(self, burned: int, left_out: list[str]) -> None:
         self._state["instances"] += burned
@@ -249,6 +269,15 @@ def _capacity(burner: Any, settings: MediaSection) -> int:
     return CAPACITY[settings.disc]
 
 
+def _where(burner: Any) -> str:
+    """Where the disc just burned is: the simulator's ISO file, else the burner."""
+    disc = getattr(burner, "last_disc", None)
+    if disc is not None:
+        return str(disc)
+    kind, _, place = str(burner.name).partition(":")
+    return f"the drive {place}" if kind == "xorriso" else f"the {kind} robot ({place})"
+
+
 def _burn_one(
     burner: Any, iso: Path, settings: MediaSection, progress: JobContext, which: str
 ) -> None:
@@ -291,5 +320,5 @@ def _label(box: Box, studies: list[str], anonymous: bool = False) -> dict[str, s
         "patient_id": str(first.get("patient_id", "")),
         "date": str(first.get("study_date", "")),
         "description": str(first.get("study_description", "")),
-        "institution": box.config.box.ae_title,
+        "institution": box.config.box.institution,  # else the instances' own
     }

@@ -39,6 +39,7 @@ from pydicom.fileset import DIRECTORY_RECORDERS, FileInstance, FileSet, RecordNo
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     JPEG2000,
+    UID,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -94,8 +95,9 @@ class FileSetReport:
     folder: Path
     written: int
     converted: int  # written in another transfer syntax than stored
-    refused: list[tuple[Path, str]] = field(default_factory=list)  # left out, and why
+    refused: list[tuple[Path, str]] = field(default_factory=list)  # left out, why in a line
     size_bytes: int = 0  # everything under the folder: what the medium must hold
+    already: int = 0  # on the medium being updated already, so not written again
 
 
 def build_fileset(
@@ -188,12 +190,17 @@ def _stage_all(
             _sr_keys(header)
             _add(fs, header, branches)
         except _REFUSALS as exc:
-            report.refused.append((source, str(exc)))
-            log.warning("%s left out of the file-set: %s", source.name, exc)
+            why = _one_line(exc)
+            report.refused.append((source, why))
+            # The reason is the caller's to tell (a burn job's problems, the export's
+            # output); the exception behind it, a decoder's words and traceback, is for
+            # whoever reads the log to dig deeper.
+            log.info("%s left out of the file-set: %s", source.name, why, exc_info=exc)
             continue
         staged[header.SOPInstanceUID] = staging / str(n)
         report.converted += converted
         rows.append(_row(header))
+    report.already = already
     if not staged and not already:
         reasons = "; ".join(f"{p.name}: {why}" for p, why in report.refused[:3])
         raise MediaError(f"no instance could go on the medium ({reasons or 'none given'})")
@@ -204,10 +211,32 @@ class _Unreadable(Exception):
     """A source that is no DICOM file pydicom can read."""
 
 
+class _Undecodable(Exception):
+    """A source whose data cannot be decoded to be converted (damaged pixel data)."""
+
+
+REASON_LENGTH = 200  # a reason is one line an operator reads, not a dump
+
+
+def _one_line(exc: Exception) -> str:
+    """Why an instance was left out, in one line. Our own refusals say it in plain words;
+    anything else (pydicom refusing a directory record) is cut to its first line."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return lines[0][:REASON_LENGTH]
+
+
 # What leaves one instance out rather than failing the medium: a damaged source, a
 # syntax the box cannot convert, and pydicom refusing to make its directory records
 # (ValueError, or AttributeError/KeyError/TypeError for an attribute missing or odd).
-_REFUSALS = (_Unreadable, TranscodeError, ValueError, AttributeError, KeyError, TypeError)
+_REFUSALS = (
+    _Unreadable,
+    _Undecodable,
+    TranscodeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    TypeError,
+)
 
 
 def _profile(name: str) -> Profile:
@@ -249,7 +278,7 @@ def _stage_one(
         stored = dcmread(source, stop_before_pixels=True)
         syntax = str(stored.file_meta.TransferSyntaxUID)
     except Exception as exc:  # pydicom's errors on a damaged file, whatever their type
-        raise _Unreadable(f"not a readable DICOM file: {exc}") from exc
+        raise _Unreadable("not a readable DICOM file (damaged or not DICOM)") from exc
     target = syntax if syntax in profile.allowed else ExplicitVRLittleEndian
     if target == syntax and deidentify is None:
         # The common case, and most of a disc's bytes: the data set goes on the medium
@@ -259,7 +288,15 @@ def _stage_one(
         _copy_part10(source, path, stored.file_meta)
         return stored, False
     # Never lossy: the target is either what the instance already is or native.
-    data = transcode(source, target, allow_lossy=False)
+    try:
+        data = transcode(source, target, allow_lossy=False)
+    except TranscodeError as exc:
+        if exc.__cause__ is None:
+            raise  # says in its own words why not (no decoder for that syntax …)
+        raise _Undecodable(
+            f"the file is damaged: its pixel data cannot be decoded, so it cannot be "
+            f"converted to {UID(target).name} as {profile.name} requires"
+        ) from exc
     if deidentify is not None:
         changed = deidentify(decode_dataset(data, target))
         data, stored = encode_dataset(changed, target), changed  # new UIDs for the meta

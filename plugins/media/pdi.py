@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import quote
 
+from dicombox.plugins.media.previews import FOLDER as PREVIEWS
+
 README = "README.TXT"
 INDEX = "INDEX.HTM"
 VIEWER = "VIEWER"  # the folder of a viewer program, when the site ships one
@@ -37,11 +39,13 @@ def write_pdi(
     ``folder``, both say how to start ``viewer_start`` (a path inside it) by hand."""
     patients = _tree(report_rows)
     viewer = _viewer_program(folder, viewer_start)
+    previews = (folder / PREVIEWS / INDEX).exists()  # web content with previews was written
+    lines = _readme_lines(patients, len(report_rows), label, viewer, previews)
     # CRLF: the one line ending every text viewer shows as lines, Notepad included.
-    text = "\r\n".join(_readme_lines(patients, len(report_rows), label, viewer)) + "\r\n"
+    text = "\r\n".join(lines) + "\r\n"
     (folder / README).write_bytes(_ascii(text).encode("ascii"))
     page = _index_page(patients, len(report_rows), label, viewer)
-    if (folder / "IHE_PDI" / INDEX).exists():  # web content with previews was written
+    if previews:
         page = page.replace(
             "</h1>", '</h1>\n<p><a href="IHE_PDI/INDEX.HTM">Image previews</a></p>', 1
         )
@@ -124,22 +128,39 @@ def _label_lines(label: dict[str, str]) -> list[str]:
     return [f"{name + ':':<13}{value}" for name, value in lines if value]
 
 
-def _content_lines(viewer: str | None) -> list[str]:
-    if viewer is None:
+def _content_lines(viewer: str | None, previews: bool = False) -> list[str]:
+    """What the medium holds besides the DICOM files, as PDI names it: DICOM only, or
+    with a viewer program, web content (the previews), or both."""
+    if viewer is None and not previews:
         return [
             "Content: DICOM only. There is no viewer program and there are no web-viewable",
             "copies of the images.",
         ]
-    how = f"start {viewer}" if viewer != VIEWER else f"open the folder {VIEWER}"
-    return [
-        "Content: DICOM with a viewer program. To look at the images on this computer,",
-        f"{how} (nothing starts by itself). The viewer is a convenience: the",
-        "DICOM files are complete without it.",
+    extras = [
+        *(["a viewer program"] if viewer is not None else []),
+        *(["web-viewable previews"] if previews else []),
     ]
+    lines = [f"Content: DICOM with {' and '.join(extras)}."]
+    if viewer is not None:
+        how = f"start {viewer}" if viewer != VIEWER else f"open the folder {VIEWER}"
+        lines += [
+            f"To look at the images on this computer, {how} (nothing starts by",
+            "itself). The viewer is a convenience: the DICOM files are complete without it.",
+        ]
+    if previews:
+        lines += [
+            f"A small preview of each series is in {PREVIEWS}/{INDEX}: open it in a web",
+            "browser. The previews are not for diagnosis; the DICOM files are the images.",
+        ]
+    return lines
 
 
 def _readme_lines(
-    patients: dict, instances: int, label: dict[str, str], viewer: str | None = None
+    patients: dict,
+    instances: int,
+    label: dict[str, str],
+    viewer: str | None = None,
+    previews: bool = False,
 ) -> list[str]:
     lines = [
         "DICOM MEDIUM - IHE PORTABLE DATA FOR IMAGING (PDI)",
@@ -148,7 +169,7 @@ def _readme_lines(
         "",
         "WHAT IS ON THIS MEDIUM",
         f"{_summary(patients, instances)}, in the DICOM file format (PS3.10).",
-        *_content_lines(viewer),
+        *_content_lines(viewer, previews),
         "",
         "HOW TO OPEN IT",
         "Open the file DICOMDIR in the root directory with a DICOM viewer or import it",

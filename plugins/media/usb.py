@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 from dicombox.core.box import Box
+from dicombox.core.jobs import PROBLEMS_EXIT
 from dicombox.hal.removable import DirectorySticks, RemovableError, UdevSticks, open_sticks
 from dicombox.plugins.media.burn import export_deidentifier, stored_instances
 from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import MediaError, build_fileset
+from dicombox.plugins.media.leftout import left_out_lines
 from dicombox.plugins.media.settings import MediaSection
 
 
@@ -41,18 +43,27 @@ def export_command(box: Box, args: argparse.Namespace) -> int:
             stick.root,
             args.profile or settings.usb_profile,
             update=True,
+            label={"institution": box.config.box.institution},
             deidentify=export_deidentifier(args.deidentify or settings.deidentify),
         )
         sticks.eject(stick)
     except (RemovableError, MediaError) as exc:
         print(f"dicombox export usb: {exc}", file=sys.stderr)
         return 1
-    print(
-        f"{report.written} instances written to the stick {stick.name!r}"
-        + (f", {len(report.refused)} left out ({report.refused[0][1]})" if report.refused else "")
-        + "; it can be pulled out"
-    )
-    return 0 if not report.refused else 1
+    problems = left_out_lines(report.refused)
+    for line in problems:  # one line each; why in detail is in the log
+        print(line, file=sys.stderr)
+    summary = f"{_instances(report.written)} written to the stick {stick.name!r} ({stick.root})"
+    if report.already:
+        summary += f"; {report.already} {'was' if report.already == 1 else 'were'} already there"
+    if problems:
+        summary += f"; {len(problems)} left out"
+    print(summary + "; it can be pulled out")
+    return PROBLEMS_EXIT if problems else 0
+
+
+def _instances(count: int) -> str:
+    return f"{count} instance" if count == 1 else f"{count} instances"
 
 
 def add_verb(subparsers: argparse._SubParsersAction) -> None:

@@ -2,8 +2,8 @@
 
 Subscribed on the supervisor's event bus, which also carries the network workers'
 events: images stored ("instance.stored"), jobs started, progressing and finished
-("job.*"), and failures ("job.failed", "job.retrying", "print.failed"). The last
-failure stays until the operator acknowledges it.
+("job.*"), and failures ("job.failed", "job.retrying", "job.problems" for a job done
+with problems, "print.failed"). The last failure stays until the operator acknowledges it.
 """
 
 from __future__ import annotations
@@ -100,6 +100,15 @@ class Activity:
                 self._jobs[job] = RunningJob(
                     job, str(fields.get("kind", "job")), str(fields.get("progress", ""))
                 )
+            elif event.topic == "job.problems":
+                # Done, but not all of it (a burn that left images out): the operator
+                # must hear of it as of a failure, the first problem being the news.
+                self._jobs.pop(int(fields.get("job", 0)), None)
+                what = f"{fields.get('kind', '')} job {fields.get('job', '')}".strip()
+                problems = [str(p) for p in fields.get("problems") or []]
+                more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+                error = f"done with problems: {problems[0] if problems else ''}{more}"
+                self.failure = Failure(what, error.strip(), event.time)
             elif event.topic in ("job.done", "job.failed", "job.retrying"):
                 self._jobs.pop(int(fields.get("job", 0)), None)
                 if event.topic != "job.done":

@@ -11,14 +11,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from dicombox.core.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING
+from dicombox.core.jobs import CANCELLED, DONE, DONE_WITH_PROBLEMS, FAILED, QUEUED, RUNNING
 from dicombox.plugins.web import auth
 from dicombox.plugins.web.auth import Principal
 from dicombox.plugins.web.console import Console
 from dicombox.plugins.web.present import job_views
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
-STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
+STATES = (QUEUED, RUNNING, DONE, DONE_WITH_PROBLEMS, FAILED, CANCELLED)
 STATE_HELP = f"any of {', '.join(STATES)}; none = all"
 KEEPALIVE_S = 15.0
 

@@ -14,7 +14,7 @@ from sqlalchemy import Integer, cast, func, select
 from dicombox.core import __version__
 from dicombox.core.box import Box
 from dicombox.core.index import schema
-from dicombox.core.jobs import FAILED, QUEUED, RUNNING
+from dicombox.core.jobs import DONE_WITH_PROBLEMS, FAILED, QUEUED, RUNNING
 from dicombox.plugins.web.present import job_views
 
 MINUTES = 60  # the throughput chart's span
@@ -76,11 +76,13 @@ def jobs_summary(box: Box) -> dict[str, Any]:
     with box.index.engine.connect() as conn:
         counts = dict(conn.execute(select(t.c.state, func.count()).group_by(t.c.state)).all())
     running = box.jobs.list((RUNNING,), limit=20)
-    failed = box.jobs.list((FAILED,), limit=1)
+    # A job done with problems (a burn that left images out) is a failure to look at too.
+    failed = box.jobs.list((FAILED, DONE_WITH_PROBLEMS), limit=1)
     return {
         "queued": int(counts.get(QUEUED, 0)),
         "running": job_views(box, running),
         "failed": int(counts.get(FAILED, 0)),
+        "problems": int(counts.get(DONE_WITH_PROBLEMS, 0)),
         "last_failure": job_views(box, failed)[0] if failed else None,
     }
 

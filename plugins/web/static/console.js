@@ -63,7 +63,7 @@
       rows.prepend(row);
     }
     row.className = `state-${job.state}`;
-    row.querySelector(".state").textContent = job.state;
+    row.querySelector(".state").textContent = job.state_label || job.state;
     row.querySelector("progress").value = job.percent || 0;
     row.querySelector(".percent").textContent = job.percent == null ? "" : `${job.percent} %`;
     row.querySelector(".text").textContent = job.progress || "";
