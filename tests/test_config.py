@@ -34,6 +34,16 @@ def test_an_empty_file_runs_on_defaults(tmp_path: Path):
         ("[[route]]\nforward = ['pacs']", "route[0].forward names 'pacs', which is no [[remote]]"),
         ("[[remote]]\nname = 'a'\nae_title = 'A'\nhost = 'h'", "[remote[0]] needs the key 'port'"),
         ("[remote]\nname = 'a'", "must be written [[remote]]"),
+        # A forward retries without limit: no delay would be a tight loop at the peer.
+        (
+            "[[remote]]\nname = 'a'\nae_title = 'A'\nhost = 'h'\nport = 1\nretry_delay_s = 0",
+            "expected 0 < retry_delay_s <= retry_delay_max_s",
+        ),
+        (
+            "[[remote]]\nname = 'a'\nae_title = 'A'\nhost = 'h'\nport = 1\nretry_delay_s = 60"
+            "\nretry_delay_max_s = 30",
+            "retry_delay_s = 60.0, retry_delay_max_s = 30.0",
+        ),
         # What the box says of itself in every A-ASSOCIATE-AC: pynetdicom cannot encode
         # these, and every association would drop unanswered.
         ("[network]\nimplementation_version = 'BOÎTE_1'", "1 to 16 printable ASCII"),

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -31,6 +32,7 @@ from dicombox.core.audit import AuditTrail
 from dicombox.core.events import Event
 from dicombox.core.net import pdu
 from dicombox.core.store import InstanceStore
+from dicombox.plugins.storage.forward_record import RECORD_EVERY
 from tests.conftest import require
 from tests.support import rawclient
 from tests.support.boxproc import RunningBox
@@ -41,6 +43,7 @@ from tests.support.faults import (
     associate,
     burst,
     echo,
+    frozen,
     index_paths,
     jobs_of,
     join_all,
@@ -299,6 +302,113 @@ def assert_forwarded_after_a_kill(
     # no partial file, nor anything else the killed worker had under tmp/ (such as files
     # made ahead)
     assert tmp_leftovers(box.data_dir, box.pids()) == [], f"worker {killed} was killed"
+
+
+def test_three_kills_and_an_archive_outage_in_one_forward_leave_no_image_behind(
+    make_box, archive, tmp_path
+):
+    """The supervisor killed three times in one forward, then the archive gone for a few
+    seconds: every acknowledged image still reaches it, with no ``jobs retry``. A try
+    the box's death cut short is not counted, a failure that may pass is retried without
+    limit, and what the archive acknowledged is recorded as it goes, so a restart sends
+    only the rest (at most one unrecorded batch again per kill)."""
+    port = free_port()
+    out = tmp_path / "archive"
+    # Each image costs the archive a sleep before its answer, so every kill lands midway;
+    # +uf gives each reception a file of its own: an image received twice is two files.
+    slow = ("+uf", "--exec-on-reception", "sleep 0.03", "--exec-sync")
+    storescp = archive(port, *slow)
+    # The forward waits until the whole study is in, so it is one job (on a machine too
+    # slow for that, a few jobs of the remote's queue, run one after the other).
+    box = make_box(
+        f'{QUIET}[[remote]]\nname = "pacs"\nae_title = "ARCHIVE"\nhost = "127.0.0.1"\n'
+        f"port = {port}\nretry_delay_s = 1\nretry_delay_max_s = 2\n"
+        '[storage]\nforward_delay_s = 8\n[[route]]\nwhen = {}\nforward = ["pacs"]\n',
+        workers=1,  # quicker restarts
+    )
+    study = make_study(300, rows=16, columns=16)
+    join_all(burst(box.port, study, 2, tally := Tally()))
+    assert tally.count == len(study)
+
+    kills, seen = 3, 0
+    for _ in range(kills):
+        # Counted from the last kill: the forward has sent over a batch since its restart.
+        kill_supervisor_mid_forward(box, out, seen + RECORD_EVERY + 10)
+        seen = len(list(out.iterdir()))
+        box.start(timeout=120)
+
+    wait_for_files(out, seen + 10)
+    storescp.terminate()  # the archive goes away mid-association, then refuses connections
+    storescp.wait()
+    outage = time.monotonic()
+    wait_for(lambda: forward_failed_once(box), 60, "the forward to fail")
+    (job,) = [j for j in jobs_of(box.data_dir, "forward") if j["last_error"]]
+    assert job["state"] in ("queued", "running"), job  # to be tried again, not given up
+    # `dicombox jobs` says why it waits and until when
+    wait_for(lambda: waiting_shown(box), 60, "`dicombox jobs` to show the next try")
+    time.sleep(max(0.0, outage + 3 - time.monotonic()))
+    archive(port, *slow)
+
+    wait_for(lambda: forwards_settled(box), 120, "the forward to finish")
+    assert {j["state"] for j in jobs_of(box.data_dir, "forward")} == {"done"}
+    copies = receptions(out)
+    assert set(copies) == set(tally.acknowledged)
+    for uid, paths in copies.items():
+        assert after_meta(paths[0].read_bytes()) == tally.acknowledged[uid].data
+    twice = sum(len(paths) - 1 for paths in copies.values())
+    print(f"{twice} image(s) received twice after {kills} kills and an outage")
+    # A kill may cut off one unrecorded batch: the images acknowledged since the last
+    # record and the one whose answer the box never read. The outage, the one in flight.
+    assert twice <= kills * RECORD_EVERY + 1
+
+
+def wait_for_files(folder: Path, count: int) -> None:
+    wait_for(lambda: len(list(folder.iterdir())) >= count, 120, f"{count} images received")
+
+
+def kill_supervisor_mid_forward(box: RunningBox, archive: Path, received: int) -> None:
+    """kill -9 of the supervisor, whose job runner sends the forward, once the archive
+    holds ``received`` files and while a forward job runs (seen again with the box
+    frozen). Any worker that outlives it is killed too; the caller restarts the box."""
+    assert box.proc is not None
+    pids = box.pids()
+
+    def midway() -> bool:
+        running = [j for j in jobs_of(box.data_dir, "forward") if j["state"] == "running"]
+        return bool(running) and len(list(archive.iterdir())) >= received
+
+    wait_for_files(archive, received)
+    wait_for(midway, 60, "a forward to be running")
+    with frozen(pids):
+        assert midway(), "the forward ended before the kill"
+        os.kill(box.proc.pid, signal.SIGKILL)
+        box.proc.wait()
+        for pid in pids[1:]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def waiting_shown(box: RunningBox) -> bool:
+    """A forward shown queued, with its next try and why the last one failed."""
+    return any(
+        " queued " in line and "next try" in line and "pacs" in line.split("next try")[1]
+        for line in box.cli("jobs").stdout.splitlines()
+    )
+
+
+def forward_failed_once(box: RunningBox) -> bool:
+    return any(j["last_error"] for j in jobs_of(box.data_dir, "forward"))
+
+
+def receptions(folder: Path) -> dict[str, list[Path]]:
+    """Each SOP Instance UID the archive received, with the file of each reception."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        found.setdefault(uid, []).append(path)
+    return found
 
 
 # --------------------------------------------------------------------------- full disk

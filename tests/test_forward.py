@@ -227,15 +227,32 @@ def test_a_duplicate_at_the_peer_counts_as_delivered(make_box, tmp_path):
     assert job["state"] == "done" and job["progress"] == "pacs: 3 delivered", job
 
 
-def test_unreachable_peer_fails_after_its_retries(make_box, tmp_path):
+def test_unreachable_peer_is_retried_until_it_answers(make_box, storescp_peer, tmp_path):
+    # A forward carries images the box acknowledged: a peer that is down does not make
+    # it give up after ``retries`` (that is for MPPS and commitment requests). It waits,
+    # capped, saying why and until when, and delivers once the peer is back.
     require("storescu")
-    box = make_box(remote("pacs", free_port(), extra="retries = 1") + routed("pacs"))
+    port = free_port()
+    box = make_box(
+        remote("pacs", port, extra="retries = 1\nretry_delay_max_s = 1.5") + routed("pacs")
+    )
     assert storescu(box.port, ct_files(tmp_path / "ct", 2)).returncode == 0
-    (job,) = wait_jobs_settled(box)
-    assert job["state"] == "failed" and job["attempts"] == 2
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        (job,) = jobs(box)
+        if job["attempts"] >= 4 and job["state"] == "queued":
+            break
+        assert job["state"] in ("queued", "running"), job
+        time.sleep(0.2)
     assert "cannot reach" in job["last_error"]
-    # nothing stored is lost: the box still holds both and answers for them
+    assert job["next_run_at"] - job["updated_at"] <= 1.5 + 0.1  # the cap, not 1 s doubled 3x
+    assert " queued " in (table := box.cli("jobs").stdout) and "no limit" in table, table
+    # nothing stored is lost meanwhile: the box still holds both and answers for them
     assert "2 instances" in box.cli("status").stdout
+    _, received = storescp_peer(port=port)
+    (job,) = wait_jobs_settled(box)
+    assert job["state"] == "done" and job["progress"] == "pacs: 2 delivered", job
+    assert len(list(received.iterdir())) == 2
 
 
 def test_send_reports_unknown_remote_and_missing_study(make_box):

@@ -259,6 +259,38 @@ def test_interrupted_jobs_are_requeued(queue: JobQueue):
     assert queue.get(job_id).state == QUEUED
 
 
+def test_a_try_cut_short_by_the_box_does_not_count(queue: JobQueue):
+    # Three kills in one forward used to take a job to 4/3 tries, and the next failure
+    # that may pass then failed it for good.
+    job_id = queue.enqueue("x", {}, max_attempts=3)
+    for _ in range(3):
+        assert queue.claim({"x"}, set()).attempts == 1
+        assert queue.recover_interrupted() == 1
+    assert queue.get(job_id).attempts == 0
+    job = queue.claim({"x"}, set())
+    assert queue.failed(job, "peer down", permanent=False) == QUEUED
+
+
+def test_a_job_without_a_limit_is_retried_with_a_capped_backoff(queue: JobQueue):
+    job_id = queue.enqueue("x", {}, max_attempts=0, retry_delay_s=1.0)
+    for n in range(1, 6):
+        job = queue.claim({"x"}, set())
+        assert job is not None and job.attempts == n
+        before = time.time()
+        assert queue.failed(job, "cannot reach pacs", False, max_delay_s=10) == QUEUED
+        assert before + min(2 ** (n - 1), 10) <= queue.get(job_id).next_run_at
+        queue._set(job_id, next_run_at=0)  # due again at once, for the test
+    queue._set(job_id, attempts=5000)  # weeks of an archive gone: the delay stays the cap
+    job = queue.claim({"x"}, set())
+    before = time.time()
+    assert queue.failed(job, "cannot reach pacs", False, max_delay_s=600) == QUEUED
+    after = queue.get(job_id)
+    assert after.state == QUEUED and after.last_error == "cannot reach pacs"
+    assert before + 600 <= after.next_run_at <= time.time() + 600
+    job = queue.get(job_id)
+    assert queue.failed(job, "rejects the SOP class", permanent=True) == FAILED
+
+
 @pytest.mark.parametrize(
     "name",
     [

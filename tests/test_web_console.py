@@ -241,3 +241,38 @@ forward = ["archive"]
     ]
     # The API says the same as the page.
     assert {j["id"]: j["what"] for j in listed}[everyone["job"]] == "4 studies, 3 patients"
+
+
+def test_jobs_page_shows_when_a_waiting_forward_is_tried_next_and_why(make_box, tmp_path):
+    """A forward to an archive that is down is not given up: its row says why the last
+    try failed, when the next one is, and that its tries have no limit."""
+    require("storescu")
+    box = make_box(
+        web_config(
+            extra=f"""[[remote]]
+name = "archive"
+ae_title = "ARCHIVE"
+host = "127.0.0.1"
+port = {free_port()}
+retry_delay_s = 600
+[storage]
+forward_delay_s = 0
+[[route]]
+forward = ["archive"]
+"""
+        )
+    )
+    add_user(box, "vera", "viewer")
+    store_study(box, tmp_path / "s1", count=1)
+    client = UrlClient(web_url(box)).login("vera")
+    deadline = time.monotonic() + 60
+    while not (forward := client.get("/api/jobs").json()[0])["last_error"]:
+        assert time.monotonic() < deadline, forward
+        time.sleep(0.2)
+    assert forward["state"] == "queued" and forward["tries"] == "1/no limit", forward
+    assert forward["retry_at"] == forward["next_run_at"] > time.time() + 500
+    page = client.get("/jobs").text
+    assert cell(page, forward["id"], "tries") == "1/no limit"
+    shown = cell(page, forward["id"], "progress")
+    next_try = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(forward["retry_at"]))
+    assert "cannot reach archive" in shown and f"next try {next_try}" in shown, shown

@@ -99,9 +99,12 @@ def deliver(
     network: NetworkSection,
     policy: OutboundPolicy,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    acknowledged: Callable[[StoredFile], None] = lambda item: None,
 ) -> DeliveryReport:
     """Send ``items`` on one association. A peer that cannot be reached raises
-    ``AssociationFailed``; one that breaks off midway, ``DeliveryInterrupted``."""
+    ``AssociationFailed``; one that breaks off midway, ``DeliveryInterrupted``.
+    ``acknowledged`` hears of each delivered item as soon as its status is read, so
+    the caller can record it before the association ends (or the box dies)."""
     report = DeliveryReport()
     sendable = []
     for item in items:
@@ -127,16 +130,20 @@ def deliver(
                 log.warning("cannot send %s: %s", item.sop_instance_uid, exc)
                 report.refused.append((item, str(exc)))
                 continue
-            _classify(report, item, status)
+            if _classify(report, item, status):
+                acknowledged(item)
             progress(n, len(sendable))
     return report
 
 
-def _classify(report: DeliveryReport, item: StoredFile, status: int) -> None:
+def _classify(report: DeliveryReport, item: StoredFile, status: int) -> bool:
+    """File ``item`` under its status in ``report``; True if it was delivered."""
     if status in (0x0000, DUPLICATE_AT_PEER) or status & 0xF000 == 0xB000:
         report.delivered.append(item)
         report.warnings += status & 0xF000 == 0xB000
-    elif status & 0xFF00 == 0xA700:  # out of resources at the peer: may pass
+        return True
+    if status & 0xFF00 == 0xA700:  # out of resources at the peer: may pass
         report.deferred.append((item, f"status 0x{status:04X}"))
     else:
         report.refused.append((item, f"status 0x{status:04X}"))
+    return False

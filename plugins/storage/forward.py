@@ -3,8 +3,13 @@ job delivers the study's instances to the remote on one association.
 
 A job holds SOP Instance UIDs; the files are looked up in the index when it runs, so a
 job outlives a restart. What each remote has taken is recorded in the index
-(``deliveries``): a retry after the peer went away midway sends only the rest, and the
-commitment plugin hears of each delivery through the ``forward.done`` event.
+(``deliveries``) while the association runs, a batch at a time (``forward_record``): a
+retry after the peer went away, or after the box itself was killed, sends only the rest,
+and the commitment plugin hears of each delivery through the ``forward.done`` event.
+
+A forward of acknowledged images never gives up on a failure that may pass (peer down,
+association rejected-transient, a timeout, A7xx): it is retried, the wait doubling up to
+the remote's ``retry_delay_max_s``. Only a refusal for good fails it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from sqlalchemy import select
 from dicombox.core.box import Box
 from dicombox.core.events import Event
 from dicombox.core.index import schema
-from dicombox.core.index.deliveries import record_deliveries
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
 from dicombox.core.net.delivery import (
     DeliveryInterrupted,
@@ -29,6 +33,7 @@ from dicombox.core.net.outbound import AssociationFailed
 from dicombox.core.net.requestor import destination_of, network_for
 from dicombox.core.net.sending import StoredFile
 from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
+from dicombox.plugins.storage.forward_record import DeliveryRecorder
 from dicombox.plugins.storage.split_sending import frames_instead, per_original
 
 log = logging.getLogger("dicombox.forward")
@@ -67,7 +72,7 @@ def queue_forward(
         f"{target} {study_uid}",
         sop_uids,
         queue=f"remote:{target}",
-        max_attempts=remote.retries + 1,
+        max_attempts=0,  # no limit: acknowledged images are never silently left behind
         retry_delay_s=remote.retry_delay_s,
         delay_s=delay_s,
     )
@@ -116,10 +121,12 @@ def delivered_since(box: Box, remote: str, since: float) -> set[str]:
 def send_to_remote(
     box: Box, remote_name: str, items: list[StoredFile], progress: JobContext
 ) -> DeliveryReport:
-    """Deliver ``items`` to a [[remote]], record what it took, announce it."""
+    """Deliver ``items`` to a [[remote]], recording and announcing what it took as it
+    acknowledges it."""
     remote = box.config.remote_named(remote_name)
     if remote is None:
         raise PermanentJobError(f"no [[remote]] named {remote_name!r} any more")
+    cap = remote.retry_delay_max_s
     destination = destination_of(remote)
     box.bus.publish(  # audited: PS3.15 Begin Transferring DICOM Instances
         "forward.started",
@@ -128,6 +135,7 @@ def send_to_remote(
     )
     try:
         with frames_instead(box, remote, items) as (sent, origin):
+            recorder = DeliveryRecorder(box, remote_name, origin)
             try:
                 report = per_original(
                     deliver(
@@ -137,33 +145,29 @@ def send_to_remote(
                         network_for(box.config.network, remote),
                         OutboundPolicy.of(remote),
                         lambda done, total: progress(f"{done}/{total} sent to {remote_name}"),
+                        recorder.add,
                     ),
                     origin,
                 )
             except DeliveryInterrupted as exc:
                 exc.report = per_original(exc.report, origin)
                 raise
+            finally:
+                recorder.flush()
     except DeliveryInterrupted as exc:
-        _settle(box, remote_name, exc.report)
-        raise TransientJobError(f"{destination} broke off: {exc}; {exc.report.summary}") from None
+        _log_refusals(remote_name, exc.report)
+        raise TransientJobError(
+            f"{destination} broke off: {exc}; {exc.report.summary}", cap
+        ) from None
     except AssociationFailed as exc:
         if exc.permanent:
             raise PermanentJobError(str(exc)) from None
-        raise TransientJobError(str(exc)) from None
-    _settle(box, remote_name, report)
+        raise TransientJobError(str(exc), cap) from None
+    _log_refusals(remote_name, report)
     return report
 
 
-def _settle(box: Box, remote: str, report: DeliveryReport) -> None:
-    record_deliveries(
-        box.index.engine, remote, [i.sop_instance_uid for i in report.delivered], "delivered"
-    )
-    if report.delivered:
-        box.bus.publish(
-            "forward.done",
-            remote=remote,
-            instances=[[i.sop_class_uid, i.sop_instance_uid] for i in report.delivered],
-        )
+def _log_refusals(remote: str, report: DeliveryReport) -> None:
     for item, why in report.refused:
         log.warning("%s refused %s: %s", remote, item.sop_instance_uid, why)
 
@@ -179,6 +183,7 @@ def run_forward(box: Box, job: Job, progress: JobContext) -> None:
     report = send_to_remote(box, remote, items, progress)
     progress(f"{remote}: {report.summary}")
     if report.deferred:
-        raise TransientJobError(report.summary)
+        settings = box.config.remote_named(remote)
+        raise TransientJobError(report.summary, settings.retry_delay_max_s if settings else None)
     if report.refused:
         raise PermanentJobError(report.summary)

@@ -46,6 +46,9 @@ def job_view(job: Job) -> dict[str, Any]:
         "items": len(payload.get("items") or []),
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
+        "tries": f"{job.attempts}/{job.max_attempts or 'no limit'}",
+        # A job waiting to be tried again after a failure: when (its reason: last_error).
+        "retry_at": job.next_run_at if job.state == QUEUED and job.last_error else None,
         "progress": job.progress,
         "percent": percent(job),
         "last_error": job.last_error,

@@ -43,7 +43,8 @@
     progress.className = "progress";
     const bar = document.createElement("progress");
     bar.max = 100;
-    progress.append(bar, text("span", "", "percent"), text("div", "", "text"), text("div", "", "error"));
+    progress.append(bar, text("span", "", "percent"), text("div", "", "text"), text("div", "", "error"),
+      text("div", "", "retry"));
     const buttons = document.createElement("td");
     buttons.className = "buttons";
     if (mayAct) buttons.append(actionForm(job, "cancel", false), actionForm(job, "retry", false));
@@ -68,7 +69,8 @@
     row.querySelector(".percent").textContent = job.percent == null ? "" : `${job.percent} %`;
     row.querySelector(".text").textContent = job.progress || "";
     row.querySelector(".error").textContent = job.last_error || "";
-    row.querySelector(".tries").textContent = `${job.attempts}/${job.max_attempts}`;
+    row.querySelector(".retry").textContent = job.retry_at ? `next try ${when(job.retry_at)}` : "";
+    row.querySelector(".tries").textContent = job.tries;
     row.querySelector(".updated").textContent = when(job.updated_at);
     const [cancel, retry] = row.querySelectorAll(".buttons form");
     if (cancel) cancel.hidden = !job.can_cancel;
