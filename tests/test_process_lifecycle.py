@@ -94,10 +94,16 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     return condition()
 
 
-def assert_all_gone(data_dir: Path, port: int, timeout: float = 10) -> None:
-    assert wait_until(lambda: not processes_of(data_dir), timeout), (
-        f"processes left: {processes_of(data_dir)}"
-    )
+def assert_all_gone(
+    data_dir: Path, port: int, timeout: float = 10, pids: tuple[int, ...] = ()
+) -> None:
+    """No process of the box is left (a killed one may take a moment to be torn down),
+    and the port is free."""
+
+    def gone() -> bool:
+        return not processes_of(data_dir) and not any(alive(pid) for pid in pids)
+
+    assert wait_until(gone, timeout), f"processes left: {processes_of(data_dir)}, of {pids}"
     assert not listening(port), f"something still listens on port {port}"
 
 
@@ -177,8 +183,7 @@ def test_no_worker_outlives_a_killed_supervisor(used_data_dir: Path, moment: str
     assert workers
     proc.kill()
     proc.communicate(timeout=30)
-    assert_all_gone(used_data_dir, port, timeout=5)
-    assert not any(alive(pid) for pid in workers)
+    assert_all_gone(used_data_dir, port, timeout=5, pids=tuple(workers))
     # Nobody answers on the port; a new box takes it and serves.
     assert run(["echoscu", "-aec", "DICOMBOX", "127.0.0.1", port]).returncode != 0
     again = serve(used_data_dir, port)
@@ -201,6 +206,7 @@ def test_workers_of_a_killed_supervisor_take_nothing_more_and_keep_what_they_ack
     senders = burst(box.port, study, 3, tally)
     wait_for(lambda: tally.count >= 20, 120, "20 acknowledgements")
     assert box.proc is not None
+    workers = children_of(box.proc.pid)
     box.proc.kill()  # the supervisor alone
     box.proc.wait()
     join_all(senders, timeout=60)
@@ -208,7 +214,7 @@ def test_workers_of_a_killed_supervisor_take_nothing_more_and_keep_what_they_ack
     # Every association was cut where it stood: no orphan went on answering.
     assert len(tally.broken) == 3, tally.broken
     assert len(acknowledged) < len(study)
-    assert_all_gone(box.data_dir, box.port, timeout=5)
+    assert_all_gone(box.data_dir, box.port, timeout=5, pids=tuple(workers))
     box.start()
     try:
         assert loss(box.data_dir, acknowledged) == []
