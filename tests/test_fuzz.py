@@ -192,7 +192,7 @@ class Host:
             lambda topic, **fields: None,
         )
         timed(acceptor.run)  # it handles every error it expects: anything else escapes
-        assert sock.reader.largest_read <= max(pdu.MAX_ASSOCIATION_PDU, pdu.CHUNK)
+        assert sock.largest_read <= max(pdu.MAX_ASSOCIATION_PDU, pdu.CHUNK)
         self.assert_no_crash()
         return split_pdus(bytes(sock.sent))
 
@@ -276,7 +276,7 @@ def test_pdu_reader_takes_any_stream(sample: tuple[Seed, bytes], max_pdu: int):
     assert sum(map(len, pieces)) <= len(stream), "more PDV bytes handed on than received"
     assert all(len(piece) <= pdu.CHUNK for piece in pieces)
     # A read allocates what it asks for: a length from the wire must never size it.
-    assert sock.reader.largest_read <= max(pdu.MAX_ASSOCIATION_PDU, pdu.CHUNK)
+    assert sock.largest_read <= max(pdu.MAX_ASSOCIATION_PDU, pdu.CHUNK)
 
 
 # ------------------------------------------------------------------- A-ASSOCIATE-RQ

@@ -123,19 +123,25 @@ class _RateWindow:
         )
 
 
-class _TimedSocketIO(socket.SocketIO):
-    """The socket as the buffered reader reads it, each read going through ``recv``."""
+class _TimedSocketIO(io.RawIOBase):
+    """The socket as the buffered reader reads it, each read going through ``recv``.
+    Only ``recv_into`` is asked of the socket, so anything that offers it (a TLS socket,
+    a scripted one in the fuzz tests) can stand behind a ``PduSocket``."""
 
     def __init__(
         self,
         sock: socket.socket,
         recv: Callable[[Callable[[Any], int | None], Any], int | None],
     ) -> None:
-        super().__init__(sock, "rb")
+        super().__init__()
+        self._sock = sock
         self._timed_recv = recv
 
+    def readable(self) -> bool:
+        return True
+
     def readinto(self, b: Any) -> int | None:
-        return self._timed_recv(super().readinto, b)
+        return self._timed_recv(self._sock.recv_into, b)
 
 
 class PduSocket:

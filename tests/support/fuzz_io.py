@@ -7,34 +7,22 @@ import socket
 import struct
 
 
-class RecordingReader(io.BufferedReader):
-    """A buffered reader over fixed bytes that remembers the largest read it was asked
-    for: a read allocates what it asks for, so a length taken from the wire shows here."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(io.BytesIO(data))
-        self.largest_read = 0
-
-    def read(self, size: int | None = -1) -> bytes:
-        self.largest_read = max(self.largest_read, size or 0)
-        return super().read(size)
-
-    def read1(self, size: int = -1) -> bytes:
-        self.largest_read = max(self.largest_read, size)
-        return super().read1(size)
-
-
 class ScriptedSocket:
     """Stands in for an accepted connection: reads come from ``incoming`` and then end
     as if the peer had closed; what the box sends is kept in ``sent``."""
 
     def __init__(self, incoming: bytes) -> None:
-        self.reader = RecordingReader(incoming)
+        self._incoming = io.BytesIO(incoming)
+        # The largest read the box asked for: a read fills a buffer of the size it asks
+        # for, so a length taken from the wire shows here.
+        self.largest_read = 0
         self.sent = bytearray()
         self._timeout: float | None = None
 
-    def makefile(self, mode: str, buffering: int = -1) -> RecordingReader:
-        return self.reader
+    def recv_into(self, buffer: bytearray | memoryview, nbytes: int = 0) -> int:
+        size = nbytes or len(buffer)
+        self.largest_read = max(self.largest_read, size)
+        return self._incoming.readinto(memoryview(buffer)[:size])
 
     def settimeout(self, seconds: float | None) -> None:
         self._timeout = seconds
