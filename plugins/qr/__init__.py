@@ -27,9 +27,15 @@ SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 
 @dataclass(frozen=True)
 class QRSection:
-    max_matches: int = 0  # 0 = unlimited; past it the final status is A700
-    case_insensitive_names: bool = False  # PN matching ignores case (seed 001 does)
-    priors_max: int = 3  # a [[route]]'s fetch_priors pulls at most this many earlier studies
+    """The query/retrieve plugin: C-FIND, C-MOVE and C-GET, and fetching priors."""
+
+    max_matches: int = 0
+    """Most C-FIND matches answered (`0` = no limit). Past it the final status is A700,
+    "more than N matches; narrow the query"."""
+    case_insensitive_names: bool = False
+    """Match person names regardless of case (seed 001 and 002 do)."""
+    priors_max: int = 3
+    """A route's `fetch_priors` pulls at most this many earlier studies."""
 
 
 @hookimpl
