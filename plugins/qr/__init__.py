@@ -100,6 +100,17 @@ def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
     add_verbs(subparsers)
 
 
+def _scu_use(model: str, verb: str) -> str:
+    """What the box itself asks other archives with, as SCU: the dicombox find, move and
+    get verbs speak both root models; fetching priors, Study Root FIND and MOVE."""
+    if model not in ("Patient Root", "Study Root"):
+        return ""
+    uses = [f"dicombox {verb.lower()}"]
+    if model == "Study Root" and verb in ("FIND", "MOVE"):
+        uses.append("fetch_priors")
+    return "; SCU: " + ", ".join(uses)
+
+
 @hookimpl
 def dicombox_conformance(box: Box) -> list[dict[str, object]]:
     return [
@@ -110,7 +121,7 @@ def dicombox_conformance(box: Box) -> list[dict[str, object]]:
             # The SCU side (dicombox find/move/get, fetch_priors) speaks the two root models.
             "role": "SCP, SCU" if m.name in ("Patient Root", "Study Root") else "SCP",
             "transfer_syntaxes": [str(s) for s in SYNTAXES],
-            "notes": f"levels {'/'.join(m.levels)}",
+            "notes": f"levels {'/'.join(m.levels)}" + _scu_use(m.name, verb),
         }
         for m in MODELS
         for verb, uid in (("FIND", m.find), ("MOVE", m.move), ("GET", m.get))
