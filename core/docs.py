@@ -89,6 +89,9 @@ def stale(folder: Path, documents: dict[str, str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not (args.check or args.write):
+        print("dicombox docs: say where: --write DIR (e.g. docs) or --check DIR", file=sys.stderr)
+        return 2
     folder = Path(args.check or args.write)
     documents = generate()
     if args.check:
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    what = parser.add_mutually_exclusive_group(required=True)
+    what = parser.add_mutually_exclusive_group()
     what.add_argument("--write", metavar="DIR", help="write the documents into DIR (docs)")
     what.add_argument("--check", metavar="DIR", help="exit 1 if DIR's copies are stale")
 

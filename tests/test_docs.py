@@ -64,6 +64,8 @@ def test_the_statement_lists_every_service_the_plugins_register():
 
 
 def test_docs_check_names_the_stale_file_and_how_to_regenerate(tmp_path: Path):
+    bare = run_cli("docs")
+    assert bare.returncode == 2 and "--write DIR" in bare.stderr
     written = run_cli("docs", "--write", str(tmp_path))
     assert written.returncode == 0, written.stderr
     for name in (CONFIGURATION, CONFORMANCE):
