@@ -7,7 +7,7 @@ STAMP    = $(VENV)/.installed
 PEER_PACKAGES = dcmtk dicom3tools xorriso orthanc chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint peers bench clean
+.PHONY: run test lint peers bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(STAMP)
 
 bench: $(STAMP) peers
 	$(BIN)/python -m bench.ingest $(ARGS)
+
+# docs/configuration.md and docs/conformance.md, generated from the code (tests/test_docs.py
+# fails while the committed ones are stale).
+docs: $(STAMP)
+	$(BIN)/dicombox docs --write docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info image/build

@@ -20,6 +20,9 @@ from dicombox.core.box import Box, load_plugins_and_config, open_box
 from dicombox.core.cli_plugins import add_plugins_verbs
 from dicombox.core.cli_tls import add_tls_verbs
 from dicombox.core.config import ConfigError
+from dicombox.core.conformance import render_markdown, render_text, statement_rows
+from dicombox.core.docs import add_arguments as add_docs_arguments
+from dicombox.core.docs import run as run_docs
 from dicombox.core.jobs import DONE_WITH_PROBLEMS, FAILED, QUEUED, RUNNING, Job, state_label
 from dicombox.core.tables import format_table
 
@@ -218,30 +221,13 @@ def cmd_audit(box: Box, args: argparse.Namespace) -> int:
 
 
 def cmd_conformance(box: Box, args: argparse.Namespace) -> int:
-    rows = [row for batch in box.hook.dicombox_conformance(box=box) for row in batch]
+    rows = statement_rows(box)
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    net = box.config.network
-    print(f"dicombox {__version__} conformance statement (generated from the loaded plugins)")
-    print(f"Implementation Class UID: {net.implementation_class_uid}")
-    print(f"Implementation Version Name: {net.implementation_version}")
-    print(f"AE titles: {', '.join(box.local_ae_titles())}; port {box.config.box.port}\n")
-    print(
-        format_table(
-            [
-                [
-                    r["service"],
-                    r["sop_class"],
-                    r["uid"],
-                    r["role"],
-                    str(len(r["transfer_syntaxes"])),
-                ]
-                for r in rows
-            ],
-            ["SERVICE", "SOP CLASS", "UID", "ROLE", "SYNTAXES"],
-        )
-    )
+    elif args.markdown:
+        print(render_markdown(box, rows), end="")
+    else:
+        print(render_text(box, rows))
     return 0
 
 
@@ -308,8 +294,15 @@ def build_parser(
     add_plugins_verbs(sub)
     add_tls_verbs(sub)
     p = sub.add_parser("conformance", help="print the conformance statement of the loaded plugins")
-    p.add_argument("--json", action="store_true")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true")
+    form.add_argument("--markdown", action="store_true", help="as docs/conformance.md has it")
     p.set_defaults(func=cmd_conformance)
+    p = sub.add_parser(
+        "docs", help="write (or check) the configuration reference and conformance statement"
+    )
+    add_docs_arguments(p)
+    p.set_defaults(func=None, tool=run_docs)
     p = sub.add_parser("audit", help="read the audit trail (DICOM PS3.15 audit messages)")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--since", help="records from this ISO 8601 date or date-time on")

@@ -37,126 +37,252 @@ SERVICE_ALIASES = {"find": "query"}
 
 @dataclass(frozen=True)
 class BoxSection:
+    """Who the box is on the network, and where it keeps what it holds."""
+
     ae_title: str = "DICOMBOX"
-    port: int = 11112  # 0 = any free port (the one chosen is in <data_dir>/run/ready.json)
-    bind: str = "*"  # "*" = every IPv4 and IPv6 address
+    """The box's AE title (1–16 characters)."""
+    port: int = 11112
+    """DICOM port; `0` picks a free port, which is written to `<data_dir>/run/ready.json`."""
+    bind: str = "*"
+    """Address to listen on; `*` means every IPv6 and IPv4 address."""
     data_dir: str = "./var"
-    workers: int = 0  # 0 = one network worker per core
-    institution: str = ""  # who runs the box: on the media it writes (README.TXT)
+    """Store, index, audit trail, run files; relative to where the box runs."""
+    workers: int = 0
+    """Network worker processes; `0` means one per core."""
+    institution: str = ""
+    """Who runs the box, as the README.TXT of the discs and sticks it writes names it;
+    empty: the Institution Name of the first instance on the medium."""
 
 
 @dataclass(frozen=True)
 class NetworkSection:
+    """Associations: how many, from whom, how fast, and DICOM over TLS. The TLS keys are
+    explained in [security.md](security.md#dicom-tls)."""
+
     max_associations: int = 12
-    # Of those, how many one calling host (IP address) may hold: no one host can take
-    # every slot. 0 = no limit but max_associations.
+    """Simultaneous associations across all workers; past it: A-ASSOCIATE-RJ transient,
+    "local limit exceeded"."""
     max_associations_per_host: int = 8
-    max_pdu: int = 0  # what we accept on receive; 0 = unlimited
-    send_max_pdu: int = 262144  # what we propose when we are the requestor
+    """Of those, how many one calling IP address may hold, so that no one host takes every
+    slot; past it: the same rejection. `0`: no limit but `max_associations`."""
+    max_pdu: int = 0
+    """Largest PDU we accept (`0` = unlimited; else at least 4096)."""
+    send_max_pdu: int = 262144
+    """Largest PDU we propose as requestor."""
     accept_unknown_callers: bool = True
-    # What a caller that is no [[remote]] may ask for, when accept_unknown_callers lets it in.
+    """`false`: only AE titles of `[[remote]]` entries may associate."""
     unknown_caller_services: list[str] = field(default_factory=lambda: [*SERVICE_PERMISSIONS])
+    """What a caller that is no `[[remote]]` may ask for, when `accept_unknown_callers`
+    lets it in (names as `[[remote]] services`)."""
     check_caller_host: bool = False
+    """With the allow-list: the caller must also come from that remote's `host`."""
     accept_any_called_ae: bool = False
+    """`true`: answer whatever called AE title the peer uses."""
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
+    """Our Implementation Class UID (a valid UID, at most 64 characters)."""
     implementation_version: str = IMPLEMENTATION_VERSION_NAME
+    """Our Implementation Version Name (1 to 16 printable ASCII characters, no `\\`)."""
     acse_timeout_s: float = 30.0
+    """The whole A-ASSOCIATE-RQ must arrive within it; also the wait for a release."""
     dimse_timeout_s: float = 30.0
+    """Wait inside a message."""
     network_timeout_s: float = 30.0
-    # A peer that has begun a PDU, or a message, must send at least min_data_rate bytes
-    # per second, judged over each data_rate_window_s the box waits on it: a slow link
-    # passes, a peer trickling bytes to hold its association open does not. 0 = off.
+    """Idle time between messages before we abort."""
     min_data_rate: int = 1024
+    """Bytes per second a peer must keep up from the first byte of a PDU until its message
+    is complete, judged over each `data_rate_window_s` the box waits on it; slower, and it
+    gets A-ABORT. A slow link (64 kB/s) passes with a wide margin; a peer trickling a byte
+    now and then to hold its association does not. `0`: off."""
     data_rate_window_s: float = 10.0
-    # DICOM over TLS on a port of its own (BCP 195: TLS 1.2 or 1.3, AEAD ciphers only).
-    tls_port: int = 0  # 0 = off
-    tls_certificate: str = ""  # PEM: our certificate (chain), for both directions
-    tls_key: str = ""  # PEM: its private key
-    tls_ca: str = ""  # PEM bundle the peers' certificates are verified against
-    tls_require_client_cert: bool = False  # needs tls_ca
-    tls_pinned: list[str] = field(default_factory=list)  # SHA-256 of allowed peer certs, hex
+    """The window `min_data_rate` is judged over (so by default 10 KiB per 10 s); a peer
+    silent for a whole window inside a message is cut off too."""
+    tls_port: int = 0
+    """TCP port for DICOM TLS (BCP 195: TLS 1.2 or 1.3, AEAD ciphers only); `0` turns it
+    off. Must differ from `box.port`."""
+    tls_certificate: str = ""
+    """The box's certificate (chain), PEM. Required, with `tls_key`, when `tls_port` is
+    set. It is also presented as client certificate on outgoing TLS associations."""
+    tls_key: str = ""
+    """The private key of `tls_certificate`, PEM."""
+    tls_ca: str = ""
+    """PEM bundle used to verify peers, both callers (when client certificates are
+    requested) and remotes we call. Without it, the certificates of remotes we call are
+    not verified (a warning is logged once)."""
+    tls_require_client_cert: bool = False
+    """Callers must present a certificate signed by `tls_ca`. Needs `tls_ca`."""
+    tls_pinned: list[str] = field(default_factory=list)
+    """If set, only peers whose certificate has one of these SHA-256 fingerprints (64 hex
+    digits, colons allowed) are accepted, in both directions. On the TLS port this needs
+    `tls_ca`."""
 
 
 @dataclass(frozen=True)
 class RemoteSection:
+    """One per peer, named: archives, modalities, RIS, film printers. What a remote may
+    ask of the box is explained in [security.md](security.md#permissions-per-remote-ae)."""
+
     name: str
+    """What rules and the CLI call it."""
     ae_title: str
+    """Its AE title."""
     host: str
+    """Its host name or address."""
     port: int
-    # What it may ask of the box when it calls (SERVICE_PERMISSIONS); a request for
-    # anything else is refused with status 0124 (Refused: Not Authorized) and audited.
+    """Its DICOM port."""
     services: list[str] = field(default_factory=lambda: [*SERVICE_PERMISSIONS])
-    # The AE titles it may C-MOVE to; empty: any [[remote]]. Its own title is not implied.
+    """What it may ask of the box when it calls: some of `store`, `query`, `move`, `get`,
+    `worklist`, `mpps`, `commit`, `print`. Anything else is answered 0124 (Refused: Not
+    Authorized), keeps nothing, and is audited once per association. C-ECHO is always
+    answered. `find`, the name used before permissions were enforced, still means
+    `query`."""
     move_destinations: list[str] = field(default_factory=list)
+    """The AE titles (of `[[remote]]`s) it may C-MOVE to; empty = any `[[remote]]`. Its
+    own title is not implied. Others are answered 0124."""
     max_associations: int = 2
-    # What it accepts, in our order of preference: transfer syntax UIDs or short names
-    # (explicit, implicit, rle, j2k-lossless, jpegls-lossless, j2k, jpegls-near, …).
-    # Empty: each instance as stored, or else in a native syntax.
+    """Outgoing associations to it at once."""
     transfer_syntaxes: list[str] = field(default_factory=list)
-    sop_classes: list[str] = field(default_factory=list)  # empty: any; else only these UIDs
-    allow_lossy: bool = False  # may instances be compressed lossy for this peer?
-    # Send enhanced multi-frame CT/MR/PET/XA as single-frame instances, one per frame,
-    # unless sop_classes lists the enhanced class (seed 002, for archives without them).
+    """What it accepts, in our order of preference: UIDs or the names `explicit`,
+    `implicit`, `big-endian`, `rle`, `j2k-lossless`, `jpegls-lossless`, `j2k`,
+    `jpegls-near` (and, to receive only, `jpeg-baseline`, `jpeg-extended`,
+    `jpeg-lossless`, `deflate`). Empty: each instance as stored, else a native syntax.
+    Each (class, syntax) is proposed as a context of its own, so the order is ours."""
+    sop_classes: list[str] = field(default_factory=list)
+    """The only SOP Class UIDs it takes; empty = any. Others are reported refused, not
+    sent."""
+    allow_lossy: bool = False
+    """May instances be compressed lossy (`j2k`, `jpegls-near`) for it? Lossy output is
+    marked Lossy Image Compression `01` with method and ratio."""
     split_enhanced: bool = False
-    max_pdu: int = 0  # the largest PDU we accept from it; 0 = [network] send_max_pdu
-    # MPPS and commitment requests that failed for a reason that may pass are tried this
-    # many more times; a forward is tried until it succeeds or is refused for good.
+    """Send Enhanced CT, MR, PET and XA instances as single-frame CT, MR, PET and XA
+    images, one per frame (seed 002, for archives without the enhanced classes), unless
+    `sop_classes` lists the enhanced class. Frame UIDs are derived from the original's,
+    so a retry sends the same instances."""
+    max_pdu: int = 0
+    """The largest PDU we accept from it (`0`: `[network] send_max_pdu`)."""
     retries: int = 2
-    retry_delay_s: float = 30.0  # doubles on each retry
-    retry_delay_max_s: float = 600.0  # the longest wait between two tries of a forward
-    commit: bool = False  # ask it for storage commitment after each forward
-    commit_delay_s: float = 600.0  # wait before asking, so one request covers a whole study
-    tls: bool = False  # outgoing associations over TLS, with the [network] tls_* files
+    """An MPPS message or storage commitment request to it that failed for a reason that
+    may pass is tried this many more times. A forward is not limited: it is tried until
+    it succeeds or is refused for good (see Jobs in [internals.md](internals.md#jobs))."""
+    retry_delay_s: float = 30.0
+    """Wait before the first retry; doubles for each next one (more than 0)."""
+    retry_delay_max_s: float = 600.0
+    """The longest wait between two tries of a forward to it."""
+    commit: bool = False
+    """After forwarding to it, ask it for storage commitment."""
+    commit_delay_s: float = 600.0
+    """Wait this long after a forward before asking, so one request covers what arrived
+    meanwhile."""
+    tls: bool = False
+    """Open outgoing associations to this remote over TLS, with the `[network] tls_*`
+    files."""
 
 
 @dataclass(frozen=True)
 class StorageSection:
+    """What the box keeps, how durably, and when it deletes."""
+
     duplicates: Literal["keep-first", "replace", "keep-both", "reject"] = "keep-first"
+    """A SOP instance that is already stored. `keep-first`: keep the old one and answer
+    0000. `replace`: overwrite it. `keep-both`: store the second copy beside the first.
+    `reject`: answer 0111."""
     reserve_mb: int = 512
-    # Flush the directory of each new file too ("always"), or only where the file
-    # system does not commit a file's new name with the file ("auto").
+    """Below this much free space, C-STORE answers A700 and writes nothing."""
     directory_fsync: Literal["auto", "always"] = "auto"
+    """`auto`: after a new file's fsync, fsync its folder too unless the file system
+    commits the new name with the file (ext4 with its journal, XFS). `always`: fsync the
+    folder every time, as POSIX asks."""
     accept_unknown_classes: bool = False
+    """Promiscuous mode: accept storage of SOP classes the box does not know."""
     transfer_syntax_order: Literal["lossless-first", "native-first", "compressed-first"] = (
         "lossless-first"
     )
-    forward_delay_s: float = 3.0  # a forward waits this long, to carry a whole study at once
-    # When the store holds more than watermark_mb, delete instances every remote they
-    # went to has committed, oldest first, down to watermark_low_mb (0: 90 % of the mark).
-    watermark_mb: float = 0.0  # 0 = off: nothing is ever deleted
+    """Which of a peer's proposed syntaxes to pick (see
+    [conformance-choices.md](conformance-choices.md))."""
+    forward_delay_s: float = 3.0
+    """A forward job waits this long after the first instance, so one association carries
+    the whole study."""
+    watermark_mb: float = 0.0
+    """`0`: off, nothing is ever deleted. Above this much stored data, delete instances
+    that every remote they were forwarded to has committed, oldest first. Nothing else is
+    ever deleted. `dicombox watermark` applies it at once."""
     watermark_low_mb: float = 0.0
+    """Delete down to this (`0`: 90 % of `watermark_mb`)."""
     watermark_check_s: float = 60.0
+    """How often the supervisor checks."""
 
 
 @dataclass(frozen=True)
 class RouteSection:
+    """What to do with each stored instance.
+
+    ```toml
+    [[route]]
+    when = { calling_ae = "CT01", Modality = "CT|PT", StationName = "CT-*" }
+    forward = ["pacs", "backup"]     # [[remote]] names
+    fetch_priors = "pacs"            # pull this patient's earlier studies from there
+    ```
+
+    A route that names an unknown remote or an unknown `when` key is a configuration
+    error."""
+
     when: dict[str, str] = field(default_factory=dict)
+    """Keys are `calling_ae`, `sop_class` or any DICOM keyword (`modality` in lower case
+    works too). Values take `*` and `?` and alternatives separated by `|`. All keys must
+    match; an empty `when` matches everything. A multi-valued attribute matches when any
+    value does."""
     forward: list[str] = field(default_factory=list)
-    fetch_priors: str = ""  # a [[remote]] to pull this patient's earlier studies from
-    # When the route acts: as each instance is stored, or on the whole study once the
-    # modality reports its procedure step COMPLETED (MPPS).
+    """`[[remote]]` names: queues one forward job per remote and study (see Forwarding in
+    [internals.md](internals.md#forwarding))."""
+    fetch_priors: str = ""
+    """A `[[remote]]` to pull this patient's earlier studies from: one job per arriving
+    study C-FINDs that archive for the patient's studies and C-MOVEs the newest
+    `[qr] priors_max` it does not hold into the box. The archive must know the box's AE
+    title as a move destination. Instances that come from that archive do not trigger it
+    again."""
     on: Literal["stored", "mpps-completed"] = "stored"
+    """`mpps-completed` makes the route act on the whole study once the modality reports
+    its procedure step COMPLETED, instead of on each instance as it is stored (`stored`).
+    `when` is then read against one instance of the study and the MPPS sender's AE
+    title."""
     burn: bool = False
-    print: str = ""  # a [[printer]] name: print each study there
-    print_key_images: bool = False  # only the images a Key Object Selection names
+    """Burn each study it matches, once no image has arrived for it for `[media] idle_s`
+    (read by the media plugin)."""
+    print: str = ""
+    """A `[[printer]]` name: print each study it matches there, once no image has come for
+    `[print] idle_s` (or when its MPPS completes, with `on = "mpps-completed"`); read by
+    the print plugin."""
+    print_key_images: bool = False
+    """With `print`: print only the images the study's Key Object Selection documents
+    name."""
 
 
 @dataclass(frozen=True)
 class PluginsSection:
+    """Which plugins load."""
+
     disabled: list[str] = field(default_factory=list)
+    """Entry-point names of plugins to skip, built-in or field-installed."""
 
 
 @dataclass(frozen=True)
 class UpdatesSection:
-    """Field updates of plugins: signed bundles, ``dicombox plugins install``."""
+    """Field updates of plugins: signed bundles, `dicombox plugins install` (see
+    [operations.md](operations.md#updating-plugins-in-the-field))."""
 
-    # Ed25519 public keys (raw 32 bytes, base64 or hex) whose bundles the box accepts.
     trusted_keys: list[str] = field(default_factory=list)
-    # How a running box is restarted onto new plugins. Empty: it is sent SIGUSR2 and
-    # restarts itself in place (same process id, so systemd sees a reload, not a crash).
+    """Ed25519 public keys (raw 32 bytes, base64 or 64 hex digits) whose signed bundles
+    the box accepts. Empty: no bundle can be installed."""
     restart_command: list[str] = field(default_factory=list)
-    health_timeout_s: float = 60.0  # for the box to come up and answer C-ECHO
-    health_calling_ae: str = "DBX-HEALTH"  # our calling AE title in the health check's C-ECHO
+    """How `plugins install`/`rollback` restart a running box, as a command and its
+    arguments, e.g. `["systemctl", "restart", "dicombox"]`. Empty: the box is sent SIGUSR2
+    and restarts itself in place (same process id, so systemd sees a reload, not a
+    crash)."""
+    health_timeout_s: float = 60.0
+    """How long the box (and the trial box) may take to come up and answer C-ECHO."""
+    health_calling_ae: str = "DBX-HEALTH"
+    """The calling AE title of the health check's C-ECHO. With `accept_unknown_callers =
+    false`, add a `[[remote]]` with this AE title (host `127.0.0.1`) so the box lets its
+    own check in."""
 
     def validate(self, name: str) -> None:
         if self.trusted_keys:  # only then: checking keys brings in the crypto library
@@ -178,18 +304,39 @@ class UpdatesSection:
 
 @dataclass(frozen=True)
 class LogSection:
+    """What the box logs, on standard error (under systemd: the journal). What a log line
+    of an association says is in [user-guide.md](user-guide.md#logs)."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The least severe records logged."""
     format: Literal["json", "text"] = "text"
+    """`json`: one structured line per record."""
 
 
 @dataclass(frozen=True)
 class AuditSection:
-    """A copy of the audit trail for a syslog collector (DICOM PS3.15 A.6 / A.7)."""
+    """A copy of the audit trail for a syslog collector (DICOM PS3.15 A.6 / A.7), as
+    [security.md](security.md#audit-trail) explains.
 
-    syslog: str = ""  # "" = off; udp://host:514 or tls://host:6514
-    syslog_ca: str = ""  # PEM bundle the collector's certificate is checked against (tls)
+    ```toml
+    [audit]
+    syslog = "tls://arr.hospital.example:6514"
+    syslog_ca = "/etc/dicombox/hospital-ca.pem"
+    ```
+
+    `dicombox config check` reports a malformed URL, a missing CA file or a bad header
+    value with the key's name."""
+
+    syslog: str = ""
+    """`""` = off; `udp://host:514` or `tls://host:6514` (the port defaults to these)."""
+    syslog_ca: str = ""
+    """PEM bundle the collector's certificate is verified against (TLS); `""` = the
+    system's CAs."""
     syslog_app_name: str = "dicombox"
-    syslog_msgid: str = "IHE+RFC-3881"  # ITI-20's value; some collectors want IHE+DICOM
+    """APP-NAME in the syslog header (1–48 printable ASCII characters)."""
+    syslog_msgid: str = "IHE+RFC-3881"
+    """MSGID in the syslog header, the value IHE ITI-20 gives; some collectors expect
+    `"IHE+DICOM"` (1–32 printable ASCII characters)."""
 
     def validate(self, name: str) -> None:
         from dicombox.core.syslog import parse_target

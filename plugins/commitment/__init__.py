@@ -10,7 +10,7 @@ from dicombox.core.box import Box
 from dicombox.core.jobs import JobHandler
 from dicombox.core.net.commands import N_ACTION_RQ, N_EVENT_REPORT_RQ
 from dicombox.core.net.service import Service, SupportedContext
-from dicombox.plugins.commitment.report import PUSH_MODEL
+from dicombox.plugins.commitment.report import PUSH_MODEL, PUSH_MODEL_INSTANCE
 from dicombox.plugins.commitment.scp import AFTER_BURN_JOB, REPORT_JOB, CommitmentSCP
 from dicombox.plugins.commitment.sender import send_report
 from dicombox.plugins.commitment.settings import CommitmentSection
@@ -82,7 +82,15 @@ def dicombox_conformance(box: Box) -> list[dict[str, Any]]:
             "notes": notes,
         }
         for role, notes in (
-            ("SCP", "report on the same association if open, else a new one"),
-            ("SCU", "after forwarding to a remote with commit = true"),
+            (
+                "SCP",
+                f"instance {PUSH_MODEL_INSTANCE}; report on the same association if open, "
+                "else a new one",
+            ),
+            (
+                "SCU",
+                "after forwarding to a remote with commit = true; a report is taken on the "
+                "requestor's association or on a new one to the box's port",
+            ),
         )
     ]

@@ -115,7 +115,7 @@ def dicombox_conformance(box: Box) -> list[dict[str, Any]]:
             "uid": "1.2.840.10008.1.3.10",
             "role": "FSC",
             "transfer_syntaxes": list(PROFILES),
-            "notes": "application profiles; IHE PDI",
+            "notes": "dicombox burn, export usb, burn routes; application profiles; IHE PDI",
         }
     ]
 

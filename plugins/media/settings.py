@@ -9,39 +9,79 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class MediaSection:
-    # simulated: ISO files in discs_dir; xorriso: a drive; primera, epson: a disc robot's
-    # hot folder (PTPublisher .JRQ, Epson Total Disc Maker .JDF jobs)
+    """The media plugin: burning discs, writing USB sticks, importing media."""
+
     burner: Literal["simulated", "xorriso", "primera", "epson"] = "simulated"
-    device: str = "/dev/sr0"  # for burner = "xorriso"
-    hot_folder: str = ""  # for a robot: the folder its software watches
-    robot_folder: str = ""  # that folder as the robot's PC names it ("" = hot_folder)
+    """`simulated`: each disc is an ISO file in `discs_dir`. `xorriso`: a real drive at
+    `device`. `primera`, `epson`: a disc robot (PTPublisher `.JRQ` or Total Disc Maker
+    `.JDF` jobs in its hot folder; the robot loads, burns, verifies and prints)."""
+    device: str = "/dev/sr0"
+    """The drive, for `xorriso`."""
+    hot_folder: str = ""
+    """For `burner = "primera"` or `"epson"` (and then required): the disc robot's hot
+    folder, the one its software watches."""
+    robot_folder: str = ""
+    """The same folder as the robot's PC names it (paths in job files); empty: `hot_folder`."""
     robot_timeout_s: float = 3600.0
-    discs_dir: str = ""  # for the simulator: where burned discs go ("" = <data_dir>/media/discs)
-    disc: Literal["CD", "DVD", "DVD-DL", "BD"] = "CD"  # the simulator's media
-    disc_capacity_mb: int = 0  # what one disc holds; 0 = what the drive says, or `disc`'s
-    profile: str = "STD-GEN-CD"  # the Application Profile of the file-set
-    speed: int = 0  # 0 = the drive's choice
-    finalize: bool = True  # close the disc (no later sessions)
-    verify: bool = True  # read the disc back and compare
+    """How long to wait for the robot."""
+    discs_dir: str = ""
+    """Where the simulator puts its discs (empty: `<data_dir>/media/discs`). A file
+    `NO_DISC` there empties the tray; a file `BLANKS` holding a number is the stack of
+    blank discs left, one taken per disc burned."""
+    disc: Literal["CD", "DVD", "DVD-DL", "BD"] = "CD"
+    """The simulator's media."""
+    disc_capacity_mb: int = 0
+    """What one disc holds; `0` = what the drive reports, else `disc`'s size."""
+    profile: str = "STD-GEN-CD"
+    """Application Profile: `STD-GEN-CD` (Explicit VR LE only), `STD-GEN-DVD-J2K`,
+    `STD-GEN-USB-J2K`, `STD-GEN-BD` (JPEG 2000 kept), `STD-GEN-DVD-JPEG` (JPEG kept);
+    anything else is converted to Explicit VR LE, never lossy."""
+    speed: int = 0
+    """Burn speed; `0` = the drive's choice."""
+    finalize: bool = True
+    """Close the disc; `false` leaves it open for more sessions."""
+    verify: bool = True
+    """Read the disc back and compare with the image."""
     copies: int = 1
-    previews: bool = True  # IHE PDI web content: a page of JPEG previews per disc
-    # none | basic (PS3.15 Basic Profile) | full | reduced (keeps dates and patient
-    # characteristics) | service (only the patient identity replaced)
+    """Discs per burn (at least 1)."""
+    previews: bool = True
+    """IHE PDI web content on each disc: `IHE_PDI/INDEX.HTM` with a JPEG preview per series
+    (the middle image, rescaled and windowed with numpy, written by Pillow), linked from
+    the root INDEX.HTM."""
     deidentify: str = "none"
-    # A viewer program for the patient's PC, copied onto each disc as VIEWER/ with its
-    # own file names (Joliet and Rock Ridge); viewer_start names its program, inside
-    # viewer_dir, in README.TXT and INDEX.HTM. Nothing on the disc starts by itself.
+    """De-identification of exports: `none`; `basic` (PS3.15 Basic Application Level
+    Confidentiality Profile: identifying attributes removed or replaced, private tags,
+    curves and overlays removed, every instance UID remapped consistently within the
+    export); `full` (basic, and every remaining date, person name and free text cleared);
+    `reduced` (basic, keeping dates and patient characteristics: the profile's Retain
+    Longitudinal Temporal Information and Retain Patient Characteristics options);
+    `service` (only the patient identity replaced; UIDs kept). Pixel data is never
+    changed: burned-in annotation is not removed."""
     viewer_dir: str = ""
+    """A viewer program copied onto each disc as `VIEWER/` with its own file names (Joliet
+    and Rock Ridge; the ISO 9660 tree gets generated 8.3 names). Each disc keeps room for
+    it. Nothing on the disc starts by itself."""
     viewer_start: str = ""
-    retries: int = 2  # a failed burn is tried again on a fresh disc
-    idle_s: float = 120.0  # a [[route]] with burn = true burns a study idle this long
-    # USB sticks: "udev" finds real ones (pyudev; mounted with udisksctl when needed);
-    # "simulated": each folder below usb_root is a plugged-in stick (also a desktop's
-    # /media/<user>); usb_root "" = <data_dir>/media/usb.
+    """The program inside `viewer_dir` that README.TXT and INDEX.HTM tell the reader to
+    start (nothing starts by itself)."""
+    retries: int = 2
+    """A failed burn (no disc, write error) is tried again on a fresh disc; discs already
+    burned are not burned again."""
+    idle_s: float = 120.0
+    """A route with `burn = true` burns a study once no image has arrived for it this
+    long."""
     usb: Literal["simulated", "udev"] = "simulated"
+    """`udev`: real USB sticks, found with pyudev (USB or removable block devices with a
+    file system; the disk the box runs from never counts), mounted with udisksctl when
+    not mounted yet, named by their label or kernel name (`sdb1`). `simulated`: the
+    folders below `usb_root`."""
     usb_root: str = ""
-    usb_unmount: bool = False  # unmount and power the stick off on eject (udisksctl)
+    """For `usb = "simulated"`: every folder below it is a plugged-in USB stick (also works
+    on a desktop's `/media/<user>`); empty: `<data_dir>/media/usb`."""
+    usb_unmount: bool = False
+    """On eject, unmount and power the stick off (udisksctl)."""
     usb_profile: str = "STD-GEN-USB-J2K"
+    """The profile of USB exports."""
 
     def validate(self, name: str) -> None:
         from dicombox.core.config import ConfigError

@@ -9,19 +9,36 @@ from dicombox.hal.panel import DEFAULT_KEYS, KEY_NAMES, PanelSize
 
 @dataclass(frozen=True)
 class PanelSection:
-    # A serial device (/dev/ttyUSB0, better a /dev/serial/by-id/… link), a pty, a
-    # pyserial URL (loop:// simulates a display), "log" (no display: the screens go to
-    # the log), or "none": no panel at all.
+    """The front panel plugin: a serial character LCD with a keypad, speaking the Matrix
+    Orbital command set. Its screens and keys are in
+    [user-guide.md](user-guide.md#the-front-panel)."""
+
     port: str = "none"
+    """Where the display is: a serial device (`/dev/ttyUSB0`, or better a stable
+    `/dev/serial/by-id/…` link), a pty, or a pyserial URL. `"loop://"` simulates a display
+    in memory (the box reads its own output back). `"log"`: no display, each new screen is
+    logged. `"none"`: no panel at all."""
     baud: int = 19200
-    size: str = "20x4"  # columns x rows: 20x4, 16x2 …
-    # The byte each key of the keypad sends, and what it means: UP, DOWN, OK or BACK.
+    """The display's baud rate (Matrix Orbital's default)."""
+    size: str = "20x4"
+    """Columns x rows: `20x4`, `16x2`, `20x2` … (8–40 columns, 1–4 rows). On smaller
+    displays each screen shows its most important lines."""
     keys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_KEYS))
-    screen_s: float = 5.0  # each status screen shows this long
-    backlight_s: float = 300.0  # the light goes off this long after the last key; 0 = never
-    result_s: float = 4.0  # how long the result of a menu action stays shown
-    menu_s: float = 30.0  # an open menu closes after this long without a key
-    reconnect_s: float = 5.0  # a display that is not there is looked for this often
+    """The single ASCII byte each key of the keypad sends, and what it means: `UP`, `DOWN`,
+    `OK` or `BACK`. Keypads differ: set the bytes yours sends (the table replaces the
+    default as a whole; one key must mean `OK`). Other bytes are ignored."""
+    screen_s: float = 5.0
+    """How long each status screen is shown before the next."""
+    backlight_s: float = 300.0
+    """The backlight goes off this long after the last key press (`0` = always on). It
+    stays on while the menu is open or an error is waiting to be acknowledged. The first
+    key press on a dark display only turns the light back on."""
+    result_s: float = 4.0
+    """How long the result of a menu action stays on the display (any key dismisses it)."""
+    menu_s: float = 30.0
+    """An open menu closes by itself after this long without a key."""
+    reconnect_s: float = 5.0
+    """How often a missing or unplugged display is looked for."""
 
     @property
     def panel_size(self) -> PanelSize:

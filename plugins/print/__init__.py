@@ -239,14 +239,19 @@ def dicombox_conformance(box: Box) -> list[dict[str, Any]]:
     rows = []
     syntaxes = {"SCU": ["Implicit VR Little Endian"],
                 "SCP": ["Explicit VR Little Endian", "Implicit VR Little Endian"]}  # fmt: skip
-    for meta, name in (
-        (v.BASIC_GRAYSCALE_PRINT_META, "Basic Grayscale Print Management Meta"),
-        (v.BASIC_COLOR_PRINT_META, "Basic Color Print Management Meta"),
-    ):
-        for role in ("SCU", "SCP"):
+    for meta, name, image_box in (
+        (v.BASIC_GRAYSCALE_PRINT_META, "Basic Grayscale Print Management Meta",
+         f"Basic Grayscale Image Box {v.BASIC_GRAYSCALE_IMAGE_BOX}"),
+        (v.BASIC_COLOR_PRINT_META, "Basic Color Print Management Meta",
+         f"Basic Color Image Box {v.BASIC_COLOR_IMAGE_BOX}"),
+    ):  # fmt: skip
+        notes = (f"Basic Film Session {v.BASIC_FILM_SESSION}, Basic Film Box "
+                 f"{v.BASIC_FILM_BOX}, {image_box}, Printer {v.PRINTER} "
+                 f"(instance {v.PRINTER_INSTANCE})")  # fmt: skip
+        for role, use in (("SCU", "dicombox print, print routes"), ("SCP", "the print server")):
             rows.append({"service": "Print", "sop_class": name, "uid": meta, "role": role,
                          "transfer_syntaxes": syntaxes[role],
-                         "notes": "film session, film box, image box, printer"})  # fmt: skip
+                         "notes": f"{use}; {notes}"})  # fmt: skip
     rows.append({"service": "Print", "sop_class": "Presentation LUT", "uid": v.PRESENTATION_LUT,
                  "role": "SCU/SCP", "transfer_syntaxes": ["Implicit VR Little Endian"],
                  "notes": "IDENTITY, LIN OD"})  # fmt: skip

@@ -27,9 +27,15 @@ SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 
 @dataclass(frozen=True)
 class QRSection:
-    max_matches: int = 0  # 0 = unlimited; past it the final status is A700
-    case_insensitive_names: bool = False  # PN matching ignores case (seed 001 does)
-    priors_max: int = 3  # a [[route]]'s fetch_priors pulls at most this many earlier studies
+    """The query/retrieve plugin: C-FIND, C-MOVE and C-GET, and fetching priors."""
+
+    max_matches: int = 0
+    """Most C-FIND matches answered (`0` = no limit). Past it the final status is A700,
+    "more than N matches; narrow the query"."""
+    case_insensitive_names: bool = False
+    """Match person names regardless of case (seed 001 and 002 do)."""
+    priors_max: int = 3
+    """A route's `fetch_priors` pulls at most this many earlier studies."""
 
 
 @hookimpl
@@ -94,6 +100,17 @@ def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
     add_verbs(subparsers)
 
 
+def _scu_use(model: str, verb: str) -> str:
+    """What the box itself asks other archives with, as SCU: the dicombox find, move and
+    get verbs speak both root models; fetching priors, Study Root FIND and MOVE."""
+    if model not in ("Patient Root", "Study Root"):
+        return ""
+    uses = [f"dicombox {verb.lower()}"]
+    if model == "Study Root" and verb in ("FIND", "MOVE"):
+        uses.append("fetch_priors")
+    return "; SCU: " + ", ".join(uses)
+
+
 @hookimpl
 def dicombox_conformance(box: Box) -> list[dict[str, object]]:
     return [
@@ -104,7 +121,7 @@ def dicombox_conformance(box: Box) -> list[dict[str, object]]:
             # The SCU side (dicombox find/move/get, fetch_priors) speaks the two root models.
             "role": "SCP, SCU" if m.name in ("Patient Root", "Study Root") else "SCP",
             "transfer_syntaxes": [str(s) for s in SYNTAXES],
-            "notes": f"levels {'/'.join(m.levels)}",
+            "notes": f"levels {'/'.join(m.levels)}" + _scu_use(m.name, verb),
         }
         for m in MODELS
         for verb, uid in (("FIND", m.find), ("MOVE", m.move), ("GET", m.get))

@@ -103,8 +103,10 @@ def dicombox_conformance(box: Box) -> list[dict[str, object]]:
             "sop_class": "every storage class",
             "uid": "",
             "role": "SCU",
-            "transfer_syntaxes": ["as stored", "or per [[remote]] transfer_syntaxes"],
-            "notes": "forwarding by [[route]], dicombox send; transcoding where needed",
+            "transfer_syntaxes": ["as stored", "or per the remote's transfer_syntaxes"],
+            "notes": "forwarding, dicombox send, C-MOVE and C-GET sub-operations; converted "
+            "where the remote needs it to a native syntax, RLE, JPEG 2000 lossless or "
+            "JPEG-LS lossless, and to JPEG 2000 or near-lossless JPEG-LS only with allow_lossy",
         }
     ]
 

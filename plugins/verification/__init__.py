@@ -48,7 +48,7 @@ def dicombox_conformance(box: Box) -> list[dict[str, object]]:
             "uid": str(Verification),
             "role": "SCP, SCU",
             "transfer_syntaxes": [str(s) for s in SYNTAXES],
-            "notes": "",
+            "notes": "SCP on every local AE title; SCU: dicombox echo",
         }
     ]
 

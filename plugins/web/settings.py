@@ -9,14 +9,26 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class WebSection:
-    # host:port of the console and REST API; "" = off. The default answers only on this
-    # machine: to reach it from the network, name an address (and set a certificate).
+    """The web console and REST API ([user-guide.md](user-guide.md#web-console-and-rest-api)).
+    Nothing secret goes in this section: accounts are stored in the index database."""
+
     listen: str = "127.0.0.1:8080"
-    certificate: str = ""  # PEM certificate (chain) file: with `key`, the console speaks HTTPS
-    key: str = ""  # its PEM private key file
-    session_hours: float = 12.0  # a login lasts this long
-    max_failed_logins: int = 5  # then a name is refused for lockout_s
+    """`host:port` (`[::1]:8080` for IPv6) of the console and API; `""` turns it off; port
+    `0` takes any free port. The default answers only on this machine: to reach it from
+    the network, name an address (and set a certificate). If the port is taken, the box
+    logs a warning and runs without the console. The address in use is written to
+    `<data_dir>/run/web.json` and shown by `dicombox status`."""
+    certificate: str = ""
+    """PEM certificate (chain). Set it together with `key` to serve HTTPS."""
+    key: str = ""
+    """The certificate's PEM private key file."""
+    session_hours: float = 12.0
+    """How long a login lasts."""
+    max_failed_logins: int = 5
+    """After this many failed logins for one name within `lockout_s`, that name is refused
+    until `lockout_s` has passed."""
     lockout_s: float = 300.0
+    """The window of `max_failed_logins`, and how long a name stays refused."""
 
     @property
     def https(self) -> bool:

@@ -7,24 +7,44 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class WorklistSection:
-    ris: str = ""  # a [[remote]] name to poll for the worklist; "" = no polling
+    """The worklist and MPPS plugin: polling the RIS, the MWL and MPPS SCPs, and
+    correcting arriving images from their worklist item."""
+
+    ris: str = ""
+    """The `[[remote]]` to poll for the worklist; empty = no polling."""
     interval_s: float = 60.0
-    days_back: int = 1  # the broad query's SPS Start Date window
+    """Time between polls (the first one at start); at least 5 seconds."""
+    days_back: int = 1
+    """The broad query's window on the SPS Start Date: days before today."""
     days_ahead: int = 1
-    station_ae: str = ""  # Scheduled Station AE Title asked for: "" = the box's, "*" = any
+    """The broad query's window on the SPS Start Date: days after today."""
+    station_ae: str = ""
+    """Scheduled Station AE Title asked for: empty = the box's own, `"*"` = any."""
     modality: str = "*"
-    station_name: str = ""  # optional narrowing keys of the broad query ("" = not sent)
+    """Modality asked for."""
+    station_name: str = ""
+    """Scheduled Station Name: an optional narrowing key of the broad query (not sent when
+    empty)."""
     location: str = ""
+    """Scheduled Procedure Step Location: an optional narrowing key (not sent when
+    empty)."""
     status: str = ""
-    scp_ae_title: str = ""  # a separate AE title for the MWL and MPPS SCPs ("" = the box's)
-    # Coercion of arriving instances from their worklist item, found by these keys in
-    # order: accession (Accession Number), study_uid (Study Instance UID), patient_sps
-    # (Patient ID + SPS ID of the Request Attributes Sequence). [] = no coercion.
+    """Scheduled Procedure Step Status: an optional narrowing key (not sent when
+    empty)."""
+    scp_ae_title: str = ""
+    """A separate AE title for the MWL and MPPS SCPs (some modalities need one); empty =
+    the box's."""
     coerce_by: list[str] = field(default_factory=lambda: ["accession", "study_uid", "patient_sps"])
-    mpps_remote: str = ""  # forward MPPS to this [[remote]] ("" = the ris, if any)
-    # Items whose MPPS is final are no longer answered to C-FIND, as brokers do, unless
-    # their state is named here: "completed", "discontinued" (redo a discontinued step).
+    """How an arriving instance finds its worklist item, in order: `accession` (Accession
+    Number), `study_uid` (Study Instance UID), or `patient_sps` (Patient ID with the SPS
+    ID of its Request Attributes Sequence). `[]` turns coercion off."""
+    mpps_remote: str = ""
+    """Forward MPPS to this `[[remote]]`; empty = the `ris`, if any."""
     answer_performed: list[str] = field(default_factory=list)
+    """Which performed items modalities still get in their worklist: `"completed"`,
+    `"discontinued"` (for example, so a discontinued step can be done again). By default
+    an item whose MPPS is COMPLETED or DISCONTINUED is no longer answered, as brokers do.
+    An item IN PROGRESS is always answered."""
 
     def validate(self, name: str) -> None:
         from dicombox.core.config import ConfigError
