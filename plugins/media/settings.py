@@ -1,17 +1,38 @@
-"""The [media] configuration section."""
+"""The [media] configuration section.
+
+``burner`` names a driver of the burners' or the disc robots' registry, ``usb`` one of
+the USB sticks'; each driver reads its own keys from ``[media]`` (the built-in ones'
+keys are declared here too, so that they keep their types and defaults even while
+another driver is chosen), and keys only a plugin's driver reads are kept for it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from dicombox.core.config import ConfigError, check_choice, check_other_keys, load_part, other_keys
+from dicombox.hal.burner import BURNERS, Burner
+from dicombox.hal.registry import Registry
+from dicombox.hal.removable import REMOVABLE
+from dicombox.hal.robot import ROBOTS
+
+
+def burner_registry(name: str) -> Registry[Burner]:
+    """Where ``[media] burner`` finds its driver: among the burners, else the robots."""
+    return BURNERS if name in BURNERS else ROBOTS
+
+
+def burner_names() -> list[str]:
+    return [*BURNERS.names(), *ROBOTS.names()]
 
 
 @dataclass(frozen=True)
 class MediaSection:
     # simulated: ISO files in discs_dir; xorriso: a drive; primera, epson: a disc robot's
-    # hot folder (PTPublisher .JRQ, Epson Total Disc Maker .JDF jobs)
-    burner: Literal["simulated", "xorriso", "primera", "epson"] = "simulated"
+    # hot folder (PTPublisher .JRQ, Epson Total Disc Maker .JDF jobs); or a plugin's driver
+    burner: str = "simulated"
     device: str = "/dev/sr0"  # for burner = "xorriso"
     hot_folder: str = ""  # for a robot: the folder its software watches
     robot_folder: str = ""  # that folder as the robot's PC names it ("" = hot_folder)
@@ -38,16 +59,29 @@ class MediaSection:
     # USB sticks: "udev" finds real ones (pyudev; mounted with udisksctl when needed);
     # "simulated": each folder below usb_root is a plugged-in stick (also a desktop's
     # /media/<user>); usb_root "" = <data_dir>/media/usb.
-    usb: Literal["simulated", "udev"] = "simulated"
+    usb: str = "simulated"
     usb_root: str = ""
     usb_unmount: bool = False  # unmount and power the stick off on eject (udisksctl)
     usb_profile: str = "STD-GEN-USB-J2K"
+    driver_keys: dict[str, Any] = other_keys()  # the keys of plugins' drivers
+
+    def burner_options(self, name: str = "media") -> Any:
+        """The options of the burner's driver, from this section."""
+        options_type = burner_registry(self.burner).options_type(self.burner)
+        return load_part(options_type, self, name, chosen=f"burner = {self.burner!r}")
+
+    def sticks_options(self, name: str = "media") -> Any:
+        """The options of the USB sticks' driver, from this section."""
+        options_type = REMOVABLE.options_type(self.usb)
+        return load_part(options_type, self, name, chosen=f"usb = {self.usb!r}")
 
     def validate(self, name: str) -> None:
-        from dicombox.core.config import ConfigError
-
-        if self.burner in ("primera", "epson") and not self.hot_folder:
-            raise ConfigError(f"[{name}] burner = {self.burner!r} needs hot_folder, the robot's")
+        check_choice(f"{name}.burner", self.burner, burner_names())
+        check_choice(f"{name}.usb", self.usb, REMOVABLE.names())
+        drivers = BURNERS.config_keys() | ROBOTS.config_keys() | REMOVABLE.config_keys()
+        check_other_keys(self, name, drivers)
+        self.burner_options(name)
+        self.sticks_options(name)
         from dicombox.plugins.media.deidentify import LEVELS
 
         if self.deidentify not in LEVELS:

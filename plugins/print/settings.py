@@ -8,7 +8,11 @@ Printer Template and Printer Descriptor files do.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from dicombox.core.config import ConfigError, check_choice, check_other_keys, load_part, other_keys
+from dicombox.hal.printer import PRINTERS
+from dicombox.plugins.print import film_printer  # noqa: F401  (registers the "dicom" driver)
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,6 @@ class PrintSection:
     dpi: int = 150  # rendering resolution of films for paper and files
 
     def validate(self, name: str) -> None:
-        from dicombox.core.config import ConfigError
-
         if self.retries < 0 or self.retry_delay_s < 0:
             raise ConfigError(f"[{name}] retries and retry_delay_s must be >= 0")
         if not 50 <= self.dpi <= 600:
@@ -52,7 +54,6 @@ class PrinterTemplateSection:
     bits: int = 12  # 8 or 12: the grey depth it takes
 
     def validate(self, name: str) -> None:
-        from dicombox.core.config import ConfigError
         from dicombox.plugins.print.printers import capabilities_of
 
         if not self.name:
@@ -68,8 +69,9 @@ class PrinterSection:
     """One printer and the defaults of what is printed on it."""
 
     name: str = ""
-    # dicom: a film printer, a [[remote]]; cups: a paper printer (lp); file: PDF/PNG files
-    driver: Literal["dicom", "cups", "file"] = "file"
+    # dicom: a film printer, a [[remote]]; cups: a paper printer (lp); file: PDF/PNG files;
+    # or a plugin's driver, which reads its own keys from here
+    driver: str = "file"
     remote: str = ""  # for dicom
     queue: str = ""  # for cups: the lp destination ("" = the default)
     folder: str = ""  # for file: where films go ("" = <data_dir>/print/<name>)
@@ -93,13 +95,18 @@ class PrinterSection:
     true_size: bool = False  # print at the size Pixel Spacing gives, not fitted
     copies: int = 1
     priority: Literal["HIGH", "MED", "LOW"] = "MED"
+    driver_keys: dict[str, Any] = other_keys()  # the keys of plugins' drivers
+
+    def printer_options(self, name: str = "printer") -> Any:
+        """The options of the printer's driver, from this section."""
+        options_type = PRINTERS.options_type(self.driver)
+        return load_part(options_type, self, name, chosen=f'driver = "{self.driver}"')
 
     def validate(self, name: str) -> None:
-        from dicombox.core.config import ConfigError
-
         if not self.name:
             raise ConfigError(f"[{name}] needs a name")
-        if self.driver == "dicom" and not self.remote:
-            raise ConfigError(f'[{name}] driver = "dicom" needs remote, a [[remote]] name')
+        check_choice(f"{name}.driver", self.driver, PRINTERS.names())
+        check_other_keys(self, name, PRINTERS.config_keys())
+        self.printer_options(name)
         if not 1 <= self.copies <= 99:
             raise ConfigError(f"[{name}] copies = {self.copies}: 1 to 99")
