@@ -154,8 +154,7 @@ class SimulatedBurner:
         self.kind = kind
         self.name = f"simulated:{self.folder}"
         self.destination = f"ISO images in {self.folder}"
-        # The folder is made by the first burn, not here: a device is also opened only
-        # to say where its discs go, by a command an administrator may run as root.
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._number = self._next_number()  # never overwrite discs of an earlier run
         self._written: Path | None = None
         self._finalized = False
@@ -233,7 +232,6 @@ def _copy(iso: Path, disc: Path, size: int, progress: BurnProgress) -> None:
     partial = disc.with_name(disc.name + ".part")
     done = 0
     try:
-        disc.parent.mkdir(parents=True, exist_ok=True)
         with open(iso, "rb") as source, open(partial, "wb") as target:
             while chunk := source.read(CHUNK):
                 target.write(chunk)
