@@ -432,7 +432,7 @@ class RobotOptions(DiscOptions):
 
 
 def _opener(robot: type[HotFolderRobot]) -> Callable[[RobotOptions, DriverContext], Burner]:
-    def open_robot(options: RobotOptions, context: DriverContext) -> Burner:
+    def open_hot_folder(options: RobotOptions, context: DriverContext) -> Burner:
         return robot(
             Path(options.hot_folder),
             timeout_s=options.robot_timeout_s,
@@ -440,7 +440,7 @@ def _opener(robot: type[HotFolderRobot]) -> Callable[[RobotOptions, DriverContex
             robot_folder=options.robot_folder,
         )
 
-    return open_robot
+    return open_hot_folder
 
 
 # Disc robots are burners to whoever burns: ``[media] burner`` names one of these too.
