@@ -73,8 +73,11 @@ def load_plugins_and_config(
 ) -> tuple[Config, pluggy.PluginManager, list[plugin_loader.PluginInfo]]:
     """Read the configuration, with the sections the enabled plugins contribute.
 
-    ``[plugins] disabled`` decides which plugins load, so it is read first on its own."""
+    ``[plugins] disabled`` decides which plugins load, so it is read first on its own.
+    The plugins' hardware drivers are registered before the rest is read: a section
+    that names a driver is checked against those known."""
     pm, infos = plugin_loader.discover(_disabled_plugins(config_path))
+    plugin_loader.register_hal_drivers(pm)
     config = load_config(config_path, plugin_loader.config_sections(pm))
     return config.with_overrides(**box_overrides), pm, infos
 

@@ -461,16 +461,49 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp!r}")  # a programming error in a section
 
 
+# Marks the field of a section that keeps the keys the section does not declare.
+_OTHER_KEYS = "dicombox.config.other_keys"
+
+
+def other_keys() -> Any:
+    """A section field keeping, as written, the keys the section does not declare itself,
+    for what the section chooses to read them: the device driver it names, which declares
+    its own keys (``[media] burner = "rimage"`` and rimage's keys in ``[media]``). The
+    section's ``validate`` says which it accepts (``check_other_keys``) and reads them
+    with ``load_part``."""
+    return field(default_factory=dict, metadata={_OTHER_KEYS: True})
+
+
+def keeps_other_keys(f: dataclasses.Field[Any]) -> bool:
+    """Whether a section's field is its ``other_keys()``: no key of its own."""
+    return bool(f.metadata.get(_OTHER_KEYS))
+
+
+def _fields(cls: type) -> tuple[dict[str, dataclasses.Field[Any]], str | None]:
+    """A section's own keys, and the name of its field for the other keys (if any)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    rest = next((n for n, f in fields.items() if f.metadata.get(_OTHER_KEYS)), None)
+    if rest is not None:
+        del fields[rest]
+    return fields, rest
+
+
+def _unknown_key(name: str, key: str, allowed: typing.Iterable[str]) -> ConfigError:
+    return ConfigError(
+        f"[{name}] has unknown key {key!r}; allowed keys: {', '.join(sorted(allowed))}"
+    )
+
+
 def load_section(cls: type, table: dict[str, Any], name: str) -> Any:
     """Validate one TOML table against the dataclass ``cls``; ``name`` prefixes errors."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields, rest = _fields(cls)
     unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"[{name}] has unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(fields))}"
-        )
+    if unknown and rest is None:
+        raise _unknown_key(name, unknown[0], fields)
     values: dict[str, Any] = {}
+    if rest is not None:
+        values[rest] = {key: table[key] for key in unknown}
     for fname, f in fields.items():
         if fname in table:
             values[fname] = _coerce(table[fname], hints[fname], f"{name}.{fname}")
@@ -481,6 +514,48 @@ def load_section(cls: type, table: dict[str, Any], name: str) -> Any:
     if check is not None:
         check(name)
     return section
+
+
+def section_keys(section: Any) -> dict[str, Any]:
+    """A loaded section's keys and values again: its own and the other keys it kept."""
+    fields, rest = _fields(type(section))
+    keys = {key: getattr(section, key) for key in fields}
+    if rest is not None:
+        keys.update(getattr(section, rest))
+    return keys
+
+
+def load_part(cls: type, section: Any, name: str, chosen: str = "") -> Any:
+    """The dataclass ``cls`` (a driver's options) from the keys of the loaded ``section``
+    that ``cls`` declares, validated as a section is: errors name ``name`` and the key.
+
+    A ``ValueError`` from the part's own ``validate`` (a driver saying what it needs) is
+    reported after ``chosen``, the key that chose the driver: "[media] burner =
+    'primera' needs hot_folder, the robot's"."""
+    wanted = {f.name for f in dataclasses.fields(cls)}
+    keys = {key: value for key, value in section_keys(section).items() if key in wanted}
+    try:
+        return load_section(cls, keys, name)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(" ".join(filter(None, (f"[{name}]", chosen, str(exc))))) from None
+
+
+def check_other_keys(section: Any, name: str, allowed: typing.Iterable[str]) -> None:
+    """Refuse a key ``section`` kept that is not in ``allowed`` (what its drivers read)."""
+    fields, rest = _fields(type(section))
+    allowed = set(allowed)
+    for key in getattr(section, rest) if rest is not None else {}:
+        if key not in allowed:
+            raise _unknown_key(name, key, allowed | set(fields))
+
+
+def check_choice(key: str, value: str, choices: typing.Iterable[str]) -> None:
+    """Refuse a ``value`` of ``key`` that is none of ``choices`` (a driver's name)."""
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"{key} = {value!r}: expected {' | '.join(map(repr, choices))}")
 
 
 def _check_identity(network: NetworkSection) -> None:

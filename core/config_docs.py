@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dicombox.core.config import keeps_other_keys
+
 INTRO = """\
 A single TOML file. Every key has a default, so an empty file runs the box, and so does
 no file at all. A wrong key or value stops the box with a message that names the key,
@@ -127,6 +129,8 @@ def section_table(cls: type) -> tuple[list[list[str]], list[str]]:
     rows = []
     undocumented = []
     for f in dataclasses.fields(cls):
+        if keeps_other_keys(f):
+            continue
         doc = docs.get(f.name, "")
         if not doc:
             undocumented.append(f.name)
@@ -155,6 +159,8 @@ def _render_section(section: SectionDoc) -> list[str]:
     rows, _ = section_table(section.cls)
     out += ["| key | type | default | description |", "|---|---|---|---|"]
     out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    if any(keeps_other_keys(f) for f in dataclasses.fields(section.cls)):
+        out += ["", "A driver that a plugin adds reads its own keys from this section too."]
     return [*out, ""]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -77,9 +77,31 @@ def dicombox_cli(subparsers: argparse._SubParsersAction) -> None:
     sets ``func=callable(box, args) -> int``."""
 
 
+class HalDriver(Protocol):
+    """A hardware driver as ``dicombox_hal_drivers`` returns it: an entry made by its
+    family's registry in ``dicombox.hal`` (``BURNERS.entry(name, factory, Options)``)."""
+
+    @property
+    def family(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def register(self) -> None: ...
+
+
 @hookspec
-def dicombox_hal_drivers() -> dict[str, dict[str, Any]]:
-    """Hardware drivers this plugin contributes: ``{"burner": {"primera": factory}}``."""
+def dicombox_hal_drivers() -> list[HalDriver]:
+    """Hardware drivers this plugin contributes, one entry each, made by the registry of
+    the device family in ``dicombox.hal``::
+
+        return [BURNERS.entry("rimage", open_rimage, RimageOptions)]
+
+    ``open_rimage(options, context)`` opens the device; ``RimageOptions`` is a dataclass
+    whose fields are the configuration keys the driver reads from the section that
+    chooses it (``[media] burner = "rimage"``, its keys in ``[media]``). The host
+    registers every entry when it starts, before it reads the configuration, so the
+    configuration knows the driver's name and keys. Called once per process, with no box."""
 
 
 @hookspec

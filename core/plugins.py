@@ -113,3 +113,19 @@ def config_sections(pm: pluggy.PluginManager) -> dict[str, type]:
     for contributed in pm.hook.dicombox_config_sections():
         sections.update(contributed)
     return sections
+
+
+def register_hal_drivers(pm: pluggy.PluginManager) -> None:
+    """Register the hardware drivers the plugins contribute (``dicombox_hal_drivers``);
+    a plugin whose drivers cannot be registered costs those drivers, not the box."""
+    for impl in pm.hook.dicombox_hal_drivers.get_hookimpls():
+        try:
+            entries = impl.function() or []
+        except Exception as exc:
+            log.error("plugin %s: its hardware drivers failed: %s", impl.plugin_name, exc)
+            continue
+        for entry in entries:
+            try:
+                entry.register()
+            except Exception as exc:
+                log.error("plugin %s: driver not registered: %s", impl.plugin_name, exc)

@@ -16,11 +16,22 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from dicombox.hal.registry import DriverContext, Registry
 
 SECTOR = 2048
 CHUNK = 1 << 20
 MB = 1 << 20
+
+# Free space of blank media, in bytes (a drive reports the real figure).
+DISC_CAPACITY = {
+    "CD": 737_280_000,  # 80-minute CD-R: 360,000 sectors of 2048 bytes (the "700 MB" CD)
+    "DVD": 4_700_000_000,
+    "DVD-DL": 8_500_000_000,
+    "BD": 25_000_000_000,
+}
+DiscKind = Literal["CD", "DVD", "DVD-DL", "BD"]
 
 BurnProgress = Callable[[float], None]
 
@@ -69,6 +80,7 @@ class MediaInfo:
 
 class Burner(Protocol):
     name: str
+    destination: str  # where the discs go, for the operator: "the drive /dev/sr0"
 
     def media(self) -> MediaInfo: ...
 
@@ -141,6 +153,7 @@ class SimulatedBurner:
         self.capacity_bytes = capacity_bytes
         self.kind = kind
         self.name = f"simulated:{self.folder}"
+        self.destination = f"ISO images in {self.folder}"
         self.folder.mkdir(parents=True, exist_ok=True)
         self._number = self._next_number()  # never overwrite discs of an earlier run
         self._written: Path | None = None
@@ -317,6 +330,7 @@ class XorrisoBurner:
         self.xorriso = xorriso
         self.speed = speed
         self.name = f"xorriso:{device}"
+        self.destination = f"the drive {device}"
 
     def _run(self, *args: str) -> tuple[int, list[str]]:
         try:
@@ -435,11 +449,39 @@ def _c_locale() -> dict[str, str]:
     return {**os.environ, "LC_ALL": "C"}  # messages are parsed: keep them in English
 
 
-def open_burner(kind: str, **options: Any) -> Burner:
-    """The burner of this kind: "simulated" (folder=, capacity_bytes=, kind=) or
-    "xorriso" (device=, xorriso=, speed=)."""
-    if kind == "simulated":
-        return SimulatedBurner(**options)
-    if kind == "xorriso":
-        return XorrisoBurner(**options)
-    raise ValueError(f"unknown burner kind {kind!r}: expected 'simulated' or 'xorriso'")
+@dataclass(frozen=True)
+class DiscOptions:
+    """The discs a burner without a drive of its own to ask takes: ``[media] disc``
+    and ``disc_capacity_mb`` (0: the kind's size)."""
+
+    disc: DiscKind = "CD"
+    disc_capacity_mb: int = 0
+
+    @property
+    def capacity_bytes(self) -> int:
+        return (self.disc_capacity_mb << 20) or DISC_CAPACITY[self.disc]
+
+
+@dataclass(frozen=True)
+class SimulatedBurnerOptions(DiscOptions):
+    discs_dir: str = ""  # where the discs go ("" = <data_dir>/media/discs)
+
+
+@dataclass(frozen=True)
+class XorrisoOptions:
+    device: str = "/dev/sr0"
+    speed: int = 0  # 0 = the drive's choice
+
+
+def _open_simulated(options: SimulatedBurnerOptions, context: DriverContext) -> SimulatedBurner:
+    folder = Path(options.discs_dir) if options.discs_dir else context.data_dir / "media" / "discs"
+    return SimulatedBurner(folder, capacity_bytes=options.capacity_bytes)
+
+
+def _open_xorriso(options: XorrisoOptions, context: DriverContext) -> XorrisoBurner:
+    return XorrisoBurner(options.device, speed=options.speed)
+
+
+BURNERS: Registry[Burner] = Registry("burner")
+BURNERS.register("simulated", _open_simulated, SimulatedBurnerOptions)
+BURNERS.register("xorriso", _open_xorriso, XorrisoOptions)

@@ -18,10 +18,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import serial
+
+from dicombox.hal.registry import DriverContext, Registry
 
 log = logging.getLogger("dicombox.hal.panel")
 
@@ -401,15 +403,29 @@ class SerialPanel:
         self._shown = None
 
 
-def open_panel(
-    port: str,
-    baud: int = 19200,
-    size: PanelSize = PanelSize(),
-    keymap: Mapping[str, str] | None = None,
-    reconnect_s: float = RECONNECT_S,
-) -> Panel:
-    """The panel on ``port``: "log" or "none" for screens in the log (no hardware),
-    else a serial device path, a pty or a pyserial URL such as ``loop://``."""
-    if port.strip().lower() in ("", "none", "log"):
-        return LogPanel(size)
-    return SerialPanel(port, baud, size, keymap, reconnect_s)
+@dataclass(frozen=True)
+class LogPanelOptions:
+    size: str = "20x4"  # columns x rows, as PanelSize.parse reads it
+
+
+@dataclass(frozen=True)
+class SerialPanelOptions:
+    port: str = "loop://"  # a serial device, a pty or a pyserial URL
+    baud: int = 19200
+    size: str = "20x4"
+    keys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_KEYS))
+    reconnect_s: float = RECONNECT_S
+
+
+def _open_log(options: LogPanelOptions, context: DriverContext) -> LogPanel:
+    return LogPanel(PanelSize.parse(options.size))
+
+
+def _open_serial(options: SerialPanelOptions, context: DriverContext) -> SerialPanel:
+    size = PanelSize.parse(options.size)
+    return SerialPanel(options.port, options.baud, size, options.keys, options.reconnect_s)
+
+
+PANELS: Registry[Panel] = Registry("panel")
+PANELS.register("log", _open_log, LogPanelOptions)  # no display: the screens go to the log
+PANELS.register("serial", _open_serial, SerialPanelOptions)

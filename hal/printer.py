@@ -23,10 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from PIL import Image
+
+from dicombox.hal.registry import DriverContext, Registry
 
 MM_PER_INCH = 25.4
 
@@ -50,10 +52,14 @@ class PageJob:
     title: str = "film"
 
 
-class PagePrinter(Protocol):
+class Printer(Protocol):
     name: str
 
     def status(self) -> PrinterStatus: ...
+
+
+class PagePrinter(Printer, Protocol):
+    """A printer that takes rendered pages (the print plugin renders the films)."""
 
     def print_pages(self, job: PageJob) -> str:
         """Print the job; returns where it went (a file, a CUPS job id)."""
@@ -175,3 +181,30 @@ class CupsPrinter:
         if done.returncode != 0:
             raise PrinterError(f"{self.name}: lp refused the job: {done.stderr.strip()}")
         return done.stdout.strip()  # "request id is queue-12 (1 file(s))"
+
+
+@dataclass(frozen=True)
+class FilePrinterOptions:
+    folder: str = ""  # where films go ("" = <data_dir>/print/<printer name>)
+    format: Literal["pdf", "png"] = "pdf"
+
+
+@dataclass(frozen=True)
+class CupsPrinterOptions:
+    queue: str = ""  # the lp destination ("" = CUPS's default)
+
+
+def _open_file(options: FilePrinterOptions, context: DriverContext) -> FilePrinter:
+    name = context.name or "file"
+    folder = Path(options.folder) if options.folder else context.data_dir / "print" / name
+    return FilePrinter(folder, options.format, name=name)
+
+
+def _open_cups(options: CupsPrinterOptions, context: DriverContext) -> CupsPrinter:
+    return CupsPrinter(options.queue, name=context.name or "paper")
+
+
+# Page printers here; the print plugin adds the DICOM film printer ("dicom").
+PRINTERS: Registry[Printer] = Registry("printer")
+PRINTERS.register("file", _open_file, FilePrinterOptions)
+PRINTERS.register("cups", _open_cups, CupsPrinterOptions)

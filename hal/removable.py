@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from dicombox.hal.registry import DriverContext, NoOptions, Registry
+
 PROC_MOUNTS = Path("/proc/mounts")
 
 # Long enough for the file-system check udisks may run on a stick pulled out untidily.
@@ -201,15 +203,35 @@ class UdevSticks:
         )
 
 
-def open_sticks(kind: str, root: Path, unmount: bool) -> DirectorySticks | UdevSticks:
-    """The sticks of ``kind``: "simulated" (each folder below ``root`` is a stick, ejected
-    through udisksctl when ``unmount``) or "udev" (real USB sticks, which are always
-    unmounted and powered off on eject; ``root`` and ``unmount`` do not apply)."""
-    if kind == "simulated":
-        return DirectorySticks(root, unmount)
-    if kind == "udev":
-        return UdevSticks()
-    raise ValueError(f"unknown kind of USB sticks {kind!r}: 'simulated' or 'udev'")
+class Sticks(Protocol):
+    """What every driver of USB sticks offers."""
+
+    def list(self) -> list[Volume]: ...
+
+    def get(self, name: str = "") -> Volume: ...
+
+    def eject(self, volume: Volume) -> None: ...
+
+
+@dataclass(frozen=True)
+class DirectorySticksOptions:
+    usb_root: str = ""  # each folder below it is a stick ("" = <data_dir>/media/usb)
+    usb_unmount: bool = False  # unmount and power the stick off on eject (udisksctl)
+
+
+def _open_directory(options: DirectorySticksOptions, context: DriverContext) -> DirectorySticks:
+    root = Path(options.usb_root) if options.usb_root else context.data_dir / "media" / "usb"
+    return DirectorySticks(root, options.usb_unmount)
+
+
+def _open_udev(options: NoOptions, context: DriverContext) -> UdevSticks:
+    # Real sticks are always unmounted and powered off on eject.
+    return UdevSticks()
+
+
+REMOVABLE: Registry[Sticks] = Registry("removable media")
+REMOVABLE.register("simulated", _open_directory, DirectorySticksOptions)
+REMOVABLE.register("udev", _open_udev)
 
 
 def udev_block_devices() -> list[BlockDevice]:

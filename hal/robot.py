@@ -24,6 +24,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -31,14 +32,17 @@ from typing import Any
 
 from dicombox.hal.burner import (
     CHUNK,
+    Burner,
     BurnerError,
     BurnProgress,
+    DiscOptions,
     DriveGone,
     MediaInfo,
     NoMedia,
     check_fits,
     image_size,
 )
+from dicombox.hal.registry import DriverContext, Registry
 
 CD_CAPACITY = 737_280_000
 # The share of the progress bar for copying the image into the hot folder; the robot's
@@ -238,6 +242,7 @@ class HotFolderRobot:
         self.robot_folder = robot_folder
         self.print_label = print_label
         self.name = f"{self.vendor}:{self.hot_folder}"
+        self.destination = f"the {self.vendor} robot (hot folder {self.hot_folder})"
         self._last: _Burned | None = None
 
     def job_text(self, job: RobotJob) -> str:
@@ -415,14 +420,30 @@ class EpsonRobot(HotFolderRobot):
         return done_keys.get("COMPARE", "").upper() == "YES"
 
 
-def open_robot(kind: str, **options: Any) -> HotFolderRobot:
-    """The robot of this kind: "primera" or "epson" (hot_folder=, timeout_s=, poll_s=,
-    copies=, capacity_bytes=, kind=, robot_folder=, print_label=; epson also publisher=).
-    The media kind is passed as ``disc_kind=`` here, as ``kind`` names the robot."""
-    if "disc_kind" in options:
-        options["kind"] = options.pop("disc_kind")
-    if kind == "primera":
-        return PrimeraRobot(**options)
-    if kind == "epson":
-        return EpsonRobot(**options)
-    raise ValueError(f"unknown robot kind {kind!r}: expected 'primera' or 'epson'")
+@dataclass(frozen=True)
+class RobotOptions(DiscOptions):
+    hot_folder: str = ""  # the folder the robot's software watches
+    robot_folder: str = ""  # that folder as the robot's PC names it ("" = hot_folder)
+    robot_timeout_s: float = 3600.0
+
+    def validate(self, name: str) -> None:
+        if not self.hot_folder:
+            raise ValueError("needs hot_folder, the robot's")
+
+
+def _opener(robot: type[HotFolderRobot]) -> Callable[[RobotOptions, DriverContext], Burner]:
+    def open_hot_folder(options: RobotOptions, context: DriverContext) -> Burner:
+        return robot(
+            Path(options.hot_folder),
+            timeout_s=options.robot_timeout_s,
+            capacity_bytes=options.capacity_bytes,
+            robot_folder=options.robot_folder,
+        )
+
+    return open_hot_folder
+
+
+# Disc robots are burners to whoever burns: ``[media] burner`` names one of these too.
+ROBOTS: Registry[Burner] = Registry("robot")
+ROBOTS.register("primera", _opener(PrimeraRobot), RobotOptions)
+ROBOTS.register("epson", _opener(EpsonRobot), RobotOptions)

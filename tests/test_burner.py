@@ -14,14 +14,15 @@ import pycdlib
 import pytest
 
 from dicombox.hal.burner import (
+    BURNERS,
     BurnerError,
     DiscTooSmall,
     DriveGone,
     MediaInfo,
     NoMedia,
     SimulatedBurner,
+    SimulatedBurnerOptions,
     XorrisoBurner,
-    open_burner,
     parse_progress,
     parse_toc,
 )
@@ -223,7 +224,9 @@ def iso(tree: Path, tmp_path: Path) -> Path:
 
 
 def test_simulated_burn_verify_eject(iso: Path, tmp_path: Path) -> None:
-    burner = open_burner("simulated", folder=tmp_path / "drive")
+    options = SimulatedBurnerOptions(discs_dir=str(tmp_path / "drive"))
+    burner = BURNERS.open("simulated", options)
+    assert burner.destination == f"ISO images in {tmp_path / 'drive'}"
     assert burner.media() == MediaInfo(True, True, 737_280_000, "CD-R")
     seen: list[float] = []
     burner.burn(iso, "Study 1", progress=seen.append)
@@ -281,8 +284,10 @@ def test_error_messages_for_the_operator() -> None:
     assert str(pickle.loads(pickle.dumps(too_small))) == str(too_small)
     assert str(DriveGone("/dev/sr0")) == "drive not found: /dev/sr0"
     assert str(NoMedia()) == "no disc in the drive"
-    with pytest.raises(ValueError, match="unknown burner kind"):
-        open_burner("laser")
+    with pytest.raises(
+        ValueError, match="unknown burner driver 'laser'; known: simulated, xorriso"
+    ):
+        BURNERS.open("laser")
 
 
 # --- xorriso: the real program on a stdio pseudo-drive ------------------------------
@@ -375,7 +380,7 @@ def test_fake_burn_succeeds_with_increasing_progress(iso: Path, tmp_path: Path) 
         "echo \"Writing to '/dev/sr0' completed successfully.\" >&2\n"
         "exit 0",
     )
-    burner = open_burner("xorriso", device="/dev/sr0", xorriso=str(script), speed=8)
+    burner = XorrisoBurner("/dev/sr0", xorriso=str(script), speed=8)
     seen: list[float] = []
     burner.burn(iso, "L", finalize=False, progress=seen.append)
     assert seen == [pytest.approx(1 / 3), pytest.approx(0.702), 1.0]

@@ -24,6 +24,7 @@ from dicombox.hal.panel import (
     BACKLIGHT_OFF,
     CLEAR,
     HOME,
+    PANELS,
     LogPanel,
     MatrixOrbitalScreen,
     PanelSize,
@@ -31,7 +32,6 @@ from dicombox.hal.panel import (
     backlight_on,
     fit,
     frame_bytes,
-    open_panel,
     set_cursor,
 )
 from dicombox.plugins import panel as panel_plugin
@@ -254,7 +254,7 @@ def test_a_panel_missing_at_start_is_looked_for(tmp_path):
 
 
 def test_the_log_port_logs_the_screens(caplog):
-    panel = open_panel("log")
+    panel = PANELS.open("log")
     assert isinstance(panel, LogPanel)
     with caplog.at_level(logging.INFO, logger="dicombox.hal.panel"):
         panel.show(["DICOMBOX", "idle"])

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from dicombox.hal.registry import DriverContext
 from dicombox.hal.removable import (
+    REMOVABLE,
     DirectorySticks,
+    DirectorySticksOptions,
     NotPresent,
     RemovableError,
     UdevSticks,
-    open_sticks,
 )
 
 
@@ -232,9 +234,12 @@ def test_udev_usb_sticks_of_this_machine_list_without_error() -> None:
 
 
 def test_open_usb_sticks_of_each_kind(tmp_path: Path) -> None:
-    simulated = open_sticks("simulated", tmp_path, unmount=True)
+    options = DirectorySticksOptions(usb_root=str(tmp_path), usb_unmount=True)
+    simulated = REMOVABLE.open("simulated", options)
     assert isinstance(simulated, DirectorySticks) and simulated.root == tmp_path
     assert simulated.unmount
-    assert isinstance(open_sticks("udev", tmp_path, unmount=False), UdevSticks)
-    with pytest.raises(ValueError, match="unknown kind of USB sticks 'floppy'"):
-        open_sticks("floppy", tmp_path, unmount=False)
+    by_default = REMOVABLE.open("simulated", context=DriverContext(data_dir=tmp_path))
+    assert by_default.root == tmp_path / "media" / "usb" and not by_default.unmount
+    assert isinstance(REMOVABLE.open("udev"), UdevSticks)
+    with pytest.raises(ValueError, match="unknown removable media driver 'floppy'; known"):
+        REMOVABLE.open("floppy")

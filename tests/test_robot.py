@@ -16,11 +16,12 @@ import pytest
 from dicombox.hal.burner import BurnerError, DiscTooSmall, DriveGone, NoMedia
 from dicombox.hal.robot import (
     COPY_SHARE,
+    ROBOTS,
     EpsonRobot,
     PrimeraRobot,
+    RobotOptions,
     disc_family,
     job_keys,
-    open_robot,
     robot_message,
 )
 
@@ -248,19 +249,23 @@ def test_media_eject_and_refusals(vendor: Vendor, hot: Path, iso: Path):
 
 
 def test_open_robot():
-    assert isinstance(open_robot("primera", hot_folder=Path("/x")), PrimeraRobot)
-    epson = open_robot("epson", hot_folder="/x", publisher="P", disc_kind="BD-R", copies=3)
+    assert isinstance(ROBOTS.open("primera", RobotOptions(hot_folder="/x")), PrimeraRobot)
+    options = RobotOptions(hot_folder="/x", robot_timeout_s=9, disc="DVD", robot_folder="C:\\J")
+    epson = ROBOTS.open("epson", options)
     assert isinstance(epson, EpsonRobot)
-    assert (epson.publisher, epson.kind, epson.copies, epson.hot_folder) == (
-        "P",
-        "BD-R",
-        3,
+    assert (epson.timeout_s, epson.capacity_bytes, epson.robot_folder, epson.hot_folder) == (
+        9,
+        4_700_000_000,
+        "C:\\J",
         Path("/x"),
     )
-    with pytest.raises(ValueError, match="unknown robot kind"):
-        open_robot("rimage", hot_folder="/x")
+    assert epson.destination == "the epson robot (hot folder /x)"
+    epson = EpsonRobot(hot_folder="/x", publisher="P", kind="BD-R", copies=3)
+    assert (epson.publisher, epson.kind, epson.copies) == ("P", "BD-R", 3)
+    with pytest.raises(ValueError, match="unknown robot driver 'rimage'; known: primera, epson"):
+        ROBOTS.open("rimage", RobotOptions(hot_folder="/x"))
     with pytest.raises(ValueError, match="copies"):
-        open_robot("primera", hot_folder="/x", copies=0)
+        PrimeraRobot(hot_folder=Path("/x"), copies=0)
 
 
 def test_helpers():

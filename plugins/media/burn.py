@@ -21,14 +21,14 @@ from pydicom.dataset import Dataset
 from dicombox.core.box import Box
 from dicombox.core.index.deliveries import record_deliveries
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
-from dicombox.hal.burner import BurnerError, DiscTooSmall, NoMedia, open_burner
-from dicombox.hal.robot import open_robot
+from dicombox.hal.burner import Burner, BurnerError, DiscTooSmall, NoMedia
+from dicombox.hal.registry import DriverContext
 from dicombox.plugins.media.deidentify import Deidentifier
 from dicombox.plugins.media.fileset import build_fileset
 from dicombox.plugins.media.iso import CAPACITY, master_iso
 from dicombox.plugins.media.leftout import left_out_lines
 from dicombox.plugins.media.pdi import VIEWER
-from dicombox.plugins.media.settings import MediaSection
+from dicombox.plugins.media.settings import MediaSection, burner_registry
 
 BURN = "burn"
 MEDIA = "media"  # the deliveries "remote" of burned instances
@@ -50,37 +50,16 @@ def stored_instances(box: Box, studies: list[str]) -> list[tuple[str, Path]]:
     return [(uid, box.store.path(path)) for uid, path in box.index.study_instances(studies)]
 
 
-def discs_folder(box: Box, settings: MediaSection) -> Path:
-    """Where the simulated burner writes its discs (ISO files)."""
-    return (
-        Path(settings.discs_dir) if settings.discs_dir else box.config.data_dir / "media" / "discs"
-    )
-
-
 def destination(box: Box, settings: MediaSection) -> str:
     """Where burned discs go, as the operator finds them."""
-    if settings.burner == "simulated":
-        return f"ISO images in {discs_folder(box, settings)}"
-    if settings.burner in ("primera", "epson"):
-        return f"the {settings.burner} robot (hot folder {settings.hot_folder})"
-    return f"the drive {settings.device}"
+    return _destination(burner_for(box, settings))
 
 
-def burner_for(box: Box, settings: MediaSection) -> Any:
-    if settings.burner == "simulated":
-        folder = discs_folder(box, settings)
-        folder.mkdir(parents=True, exist_ok=True)
-        capacity = (settings.disc_capacity_mb << 20) or CAPACITY[settings.disc]
-        return open_burner("simulated", folder=folder, capacity_bytes=capacity)
-    if settings.burner in ("primera", "epson"):
-        return open_robot(
-            settings.burner,
-            hot_folder=Path(settings.hot_folder),
-            robot_folder=settings.robot_folder,
-            timeout_s=settings.robot_timeout_s,
-            capacity_bytes=(settings.disc_capacity_mb << 20) or CAPACITY[settings.disc],
-        )
-    return open_burner("xorriso", device=settings.device, speed=settings.speed)
+def burner_for(box: Box, settings: MediaSection) -> Burner:
+    """The burner ``[media] burner`` names, its options from ``[media]``."""
+    registry = burner_registry(settings.burner)
+    context = DriverContext(data_dir=box.config.data_dir)
+    return registry.open(settings.burner, settings.burner_options(), context)
 
 
 def run_burn(box: Box, settings: MediaSection, job: Job, progress: JobContext) -> list[str] | None:
@@ -256,7 +235,7 @@ def _size_of(folder: Path | None) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def _capacity(burner: Any, settings: MediaSection) -> int:
+def _capacity(burner: Burner, settings: MediaSection) -> int:
     """What one disc holds: the one in the drive, else the kind configured."""
     if settings.disc_capacity_mb:
         return settings.disc_capacity_mb << 20
@@ -269,17 +248,18 @@ def _capacity(burner: Any, settings: MediaSection) -> int:
     return CAPACITY[settings.disc]
 
 
-def _where(burner: Any) -> str:
+def _where(burner: Burner) -> str:
     """Where the disc just burned is: the simulator's ISO file, else the burner."""
     disc = getattr(burner, "last_disc", None)
-    if disc is not None:
-        return str(disc)
-    kind, _, place = str(burner.name).partition(":")
-    return f"the drive {place}" if kind == "xorriso" else f"the {kind} robot ({place})"
+    return str(disc) if disc is not None else _destination(burner)
+
+
+def _destination(burner: Burner) -> str:
+    return str(getattr(burner, "destination", "") or burner.name)
 
 
 def _burn_one(
-    burner: Any, iso: Path, settings: MediaSection, progress: JobContext, which: str
+    burner: Burner, iso: Path, settings: MediaSection, progress: JobContext, which: str
 ) -> None:
     try:
         media = burner.media()

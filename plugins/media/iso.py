@@ -23,15 +23,12 @@ from typing import Any, BinaryIO
 
 import pycdlib
 
+from dicombox.hal.burner import DISC_CAPACITY
+
 SECTOR = 2048
 
 # Free space of blank media, in bytes (the burner HAL reports the real figure).
-CAPACITY = {
-    "CD": 737_280_000,  # 80-minute CD-R: 360,000 sectors of 2048 bytes (the "700 MB" CD)
-    "DVD": 4_700_000_000,
-    "DVD-DL": 8_500_000_000,
-    "BD": 25_000_000_000,
-}
+CAPACITY = DISC_CAPACITY
 
 Progress = Callable[[int, int], None]
 

@@ -1,20 +1,42 @@
-"""The [media] configuration section."""
+"""The [media] configuration section.
+
+``burner`` names a driver of the burners' or the disc robots' registry, ``usb`` one of
+the USB sticks'; each driver reads its own keys from ``[media]`` (the built-in ones'
+keys are declared here too, so that they keep their types and defaults even while
+another driver is chosen), and keys only a plugin's driver reads are kept for it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from dicombox.core.config import ConfigError, check_choice, check_other_keys, load_part, other_keys
+from dicombox.hal.burner import BURNERS, Burner
+from dicombox.hal.registry import Registry
+from dicombox.hal.removable import REMOVABLE
+from dicombox.hal.robot import ROBOTS
+
+
+def burner_registry(name: str) -> Registry[Burner]:
+    """Where ``[media] burner`` finds its driver: among the burners, else the robots."""
+    return BURNERS if name in BURNERS else ROBOTS
+
+
+def burner_names() -> list[str]:
+    return [*BURNERS.names(), *ROBOTS.names()]
 
 
 @dataclass(frozen=True)
 class MediaSection:
     """The media plugin: burning discs, writing USB sticks, importing media."""
 
-    burner: Literal["simulated", "xorriso", "primera", "epson"] = "simulated"
+    burner: str = "simulated"
     """`simulated`: each disc is an ISO file in `discs_dir`. `xorriso`: a real drive at
     `device`. `primera`, `epson`: a disc robot (PTPublisher `.JRQ` or Total Disc Maker
-    `.JDF` jobs in its hot folder; the robot loads, burns, verifies and prints)."""
+    `.JDF` jobs in its hot folder; the robot loads, burns, verifies and prints); or the
+    name of a driver a plugin adds."""
     device: str = "/dev/sr0"
     """The drive, for `xorriso`."""
     hot_folder: str = ""
@@ -70,7 +92,7 @@ class MediaSection:
     idle_s: float = 120.0
     """A route with `burn = true` burns a study once no image has arrived for it this
     long."""
-    usb: Literal["simulated", "udev"] = "simulated"
+    usb: str = "simulated"
     """`udev`: real USB sticks, found with pyudev (USB or removable block devices with a
     file system; the disk the box runs from never counts), mounted with udisksctl when
     not mounted yet, named by their label or kernel name (`sdb1`). `simulated`: the
@@ -82,12 +104,25 @@ class MediaSection:
     """On eject, unmount and power the stick off (udisksctl)."""
     usb_profile: str = "STD-GEN-USB-J2K"
     """The profile of USB exports."""
+    driver_keys: dict[str, Any] = other_keys()  # the keys of plugins' drivers
+
+    def burner_options(self, name: str = "media") -> Any:
+        """The options of the burner's driver, from this section."""
+        options_type = burner_registry(self.burner).options_type(self.burner)
+        return load_part(options_type, self, name, chosen=f"burner = {self.burner!r}")
+
+    def sticks_options(self, name: str = "media") -> Any:
+        """The options of the USB sticks' driver, from this section."""
+        options_type = REMOVABLE.options_type(self.usb)
+        return load_part(options_type, self, name, chosen=f"usb = {self.usb!r}")
 
     def validate(self, name: str) -> None:
-        from dicombox.core.config import ConfigError
-
-        if self.burner in ("primera", "epson") and not self.hot_folder:
-            raise ConfigError(f"[{name}] burner = {self.burner!r} needs hot_folder, the robot's")
+        check_choice(f"{name}.burner", self.burner, burner_names())
+        check_choice(f"{name}.usb", self.usb, REMOVABLE.names())
+        drivers = BURNERS.config_keys() | ROBOTS.config_keys() | REMOVABLE.config_keys()
+        check_other_keys(self, name, drivers)
+        self.burner_options(name)
+        self.sticks_options(name)
         from dicombox.plugins.media.deidentify import LEVELS
 
         if self.deidentify not in LEVELS:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from dicombox.core.box import Box
 from dicombox.core.jobs import PROBLEMS_EXIT
-from dicombox.hal.removable import DirectorySticks, RemovableError, UdevSticks, open_sticks
+from dicombox.hal.registry import DriverContext
+from dicombox.hal.removable import REMOVABLE, RemovableError, Sticks
 from dicombox.plugins.media.burn import export_deidentifier, stored_instances
 from dicombox.plugins.media.deidentify import LEVELS
 from dicombox.plugins.media.fileset import MediaError, build_fileset
@@ -17,10 +17,10 @@ from dicombox.plugins.media.leftout import left_out_lines
 from dicombox.plugins.media.settings import MediaSection
 
 
-def sticks_for(box: Box, settings: MediaSection) -> DirectorySticks | UdevSticks:
+def sticks_for(box: Box, settings: MediaSection) -> Sticks:
     """The sticks as configured: found by udev, or the folders below ``usb_root``."""
-    root = Path(settings.usb_root) if settings.usb_root else box.config.data_dir / "media" / "usb"
-    return open_sticks(settings.usb, root, unmount=settings.usb_unmount)
+    context = DriverContext(data_dir=box.config.data_dir)
+    return REMOVABLE.open(settings.usb, settings.sticks_options(), context)
 
 
 def export_command(box: Box, args: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ from typing import TypeVar
 from dicombox.core import hookimpl
 from dicombox.core.box import Box
 from dicombox.core.hookspecs import PanelAction, PanelScreen
-from dicombox.hal.panel import open_panel
+from dicombox.hal.panel import PANELS
+from dicombox.hal.registry import DriverContext
 from dicombox.plugins.panel.activity import Activity
 from dicombox.plugins.panel.controller import PanelController
 from dicombox.plugins.panel.screens import core_actions, core_screens
@@ -61,8 +62,8 @@ def build_panel(box: Box, settings: PanelSection) -> PanelController:
     actions = _in_order(
         [*core_actions(box, activity), *_contributed(box, "dicombox_panel_actions")]
     )
-    size = settings.panel_size
-    display = open_panel(settings.port, settings.baud, size, settings.keys, settings.reconnect_s)
+    context = DriverContext(data_dir=box.config.data_dir)
+    display = PANELS.open(settings.driver_name, settings.panel_options(), context)
     return PanelController(
         display,
         settings,
@@ -76,7 +77,7 @@ def build_panel(box: Box, settings: PanelSection) -> PanelController:
 @hookimpl
 def dicombox_start(box: Box) -> None:
     settings: PanelSection = box.section("panel")
-    if settings.port.strip().lower() in ("", "none"):
+    if not settings.wanted:
         return  # no display: nobody to render screens for (printers are not even asked)
     try:
         controller = build_panel(box, settings)

@@ -1,10 +1,20 @@
-"""The [panel] configuration section."""
+"""The [panel] configuration section.
+
+``driver`` names the display's driver in the panels' registry; left empty, ``port``
+chooses as it always has ("log": the log, else a Matrix Orbital display on the port).
+The driver reads its own keys from ``[panel]``; keys only a plugin's driver reads are
+kept for it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from dicombox.hal.panel import DEFAULT_KEYS, KEY_NAMES, PanelSize
+from dicombox.core.config import ConfigError, check_choice, check_other_keys, load_part, other_keys
+from dicombox.hal.panel import DEFAULT_KEYS, KEY_NAMES, PANELS, PanelSize
+
+NO_PANEL = ("", "none")
 
 
 @dataclass(frozen=True)
@@ -18,6 +28,9 @@ class PanelSection:
     `/dev/serial/by-id/…` link), a pty, or a pyserial URL. `"loop://"` simulates a display
     in memory (the box reads its own output back). `"log"`: no display, each new screen is
     logged. `"none"`: no panel at all."""
+    driver: str = ""
+    """The display's driver; empty: chosen by `port` (`"log"` for the log, else `serial`);
+    or the name of a driver a plugin adds."""
     baud: int = 19200
     """The display's baud rate (Matrix Orbital's default)."""
     size: str = "20x4"
@@ -39,14 +52,32 @@ class PanelSection:
     """An open menu closes by itself after this long without a key."""
     reconnect_s: float = 5.0
     """How often a missing or unplugged display is looked for."""
+    driver_keys: dict[str, Any] = other_keys()  # the keys of plugins' drivers
 
     @property
     def panel_size(self) -> PanelSize:
         return PanelSize.parse(self.size)
 
-    def validate(self, name: str) -> None:
-        from dicombox.core.config import ConfigError
+    @property
+    def wanted(self) -> bool:
+        """Is there a panel at all? Not with port "none" and no driver named."""
+        return bool(self.driver) or self.port.strip().lower() not in NO_PANEL
 
+    @property
+    def driver_name(self) -> str:
+        if self.driver:
+            return self.driver
+        return "log" if self.port.strip().lower() in (*NO_PANEL, "log") else "serial"
+
+    def panel_options(self, name: str = "panel") -> Any:
+        """The options of the display's driver, from this section."""
+        options_type = PANELS.options_type(self.driver_name)
+        return load_part(options_type, self, name, chosen=f"driver = {self.driver_name!r}")
+
+    def validate(self, name: str) -> None:
+        if self.driver:
+            check_choice(f"{name}.driver", self.driver, PANELS.names())
+        check_other_keys(self, name, PANELS.config_keys())
         try:
             PanelSize.parse(self.size)
         except ValueError as exc:
@@ -70,3 +101,4 @@ class PanelSection:
                 raise ConfigError(f"{name}.{key} = {getattr(self, key)}: more than 0")
         if self.backlight_s < 0:
             raise ConfigError(f"{name}.backlight_s = {self.backlight_s}: 0 (always on) or more")
+        self.panel_options(name)

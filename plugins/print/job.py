@@ -17,7 +17,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -30,18 +30,20 @@ from dicombox.core.jobs import (
     PermanentJobError,
     TransientJobError,
 )
-from dicombox.hal.printer import PageJob, PrinterError
+from dicombox.hal.printer import PageJob, PagePrinter, PrinterError
 from dicombox.plugins.print import render
 from dicombox.plugins.print import vocabulary as v
 from dicombox.plugins.print.film import Film, ImageBox, load_film, save_film
+from dicombox.plugins.print.film_printer import FilmPrinter
 from dicombox.plugins.print.printers import (
     UnknownPrinter,
     capabilities,
     find_printer,
-    page_printer,
     print_settings,
+    printer_device,
+    takes_films,
 )
-from dicombox.plugins.print.scu import PrintError, print_films
+from dicombox.plugins.print.scu import PrintError
 from dicombox.plugins.print.settings import PrinterSection, PrintSection
 
 log = logging.getLogger("dicombox.print")
@@ -181,18 +183,16 @@ def _deliver_group(
     progress: JobContext,
     printed: Callable[[int], None],
 ) -> str:
-    if printer.driver == "dicom":
-        remote = box.config.remote_named(printer.remote)
-        if remote is None:
-            raise PermanentJobError(f"printer {printer.name}: no [[remote]] {printer.remote!r}")
+    device = printer_device(box, printer)
+    if isinstance(device, FilmPrinter):
         caps = capabilities(box, printer)
         if printer.send_as == "page":
             films = [_as_page(film, caps) for film in films]
-        report = print_films(box.config, remote, films, caps, settings.warning, progress, printed)
+        report = device.print_films(films, caps, settings.warning, progress, printed)
         return "; ".join(report.warnings + report.events)
     pages = [render.render_film(film, settings.dpi) for film in films]
     title = films[0].label or "film"
-    where = page_printer(box, printer).print_pages(
+    where = cast(PagePrinter, device).print_pages(
         PageJob(pages, settings.dpi, films[0].copies, title)
     )
     printed(len(films))
@@ -230,17 +230,18 @@ def films_of_instances(
     except ValueError as exc:
         raise PermanentJobError(f"layout {layout!r}: {exc}") from None
     caps = capabilities(box, printer)
-    bits = caps.bits if printer.driver == "dicom" else 8
+    as_films = takes_films(box, printer)  # a film printer gets its 12 bits; pages get 8
+    bits = caps.bits if as_films else 8
     headers = [h for _, path in instances if (h := _header(box.store.path(path), skipped))]
     films = []
     for group in _by_patient_and_study(headers):
         boxes = [b for header in group for b in _image_boxes(header, bits, printer, skipped)]
         for start in range(0, len(boxes), per_film):
-            chunk = _uniform(boxes[start : start + per_film], caps, printer, bits)
+            chunk = _uniform(boxes[start : start + per_film], caps, as_films, bits)
             for n, image in enumerate(chunk, start=1):
                 image.position = n
             film = _film(printer, payload, layout, chunk, group[0], settings.annotate)
-            if film.annotations and printer.driver == "dicom" and printer.send_as == "boxes":
+            if film.annotations and as_films and printer.send_as == "boxes":
                 # A film printer gets no annotation box from the box: the patient's name
                 # goes into the first image itself, so no film leaves unidentified.
                 chunk[0].pixels = render.label_pixels(chunk[0], film.annotations)
@@ -314,13 +315,13 @@ def _image_boxes(
 
 
 def _uniform(
-    boxes: list[ImageBox], caps: v.Capabilities, printer: PrinterSection, bits: int
+    boxes: list[ImageBox], caps: v.Capabilities, as_films: bool, bits: int
 ) -> list[ImageBox]:
     """The film's boxes all grey or all colour: a film box holds one kind of image box.
     Colour wins where the printer prints colour; else colour images print as grey."""
     if not any(b.color for b in boxes):
         return boxes
-    if caps.color or printer.driver != "dicom":
+    if caps.color or not as_films:
         return [render.as_color(b) for b in boxes]
     return [render.as_grey(b, bits) for b in boxes]
 

@@ -4,11 +4,12 @@ the device behind each, and each one's state in DICOM's terms."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from dicombox.core.box import Box
-from dicombox.hal.printer import CupsPrinter, FilePrinter, PagePrinter, PrinterError
+from dicombox.hal.printer import PRINTERS, Printer, PrinterError
+from dicombox.hal.registry import DriverContext
 from dicombox.plugins.print import vocabulary as v
+from dicombox.plugins.print.film_printer import FilmPrinter
 from dicombox.plugins.print.settings import (
     PrinterSection,
     PrinterTemplateSection,
@@ -83,14 +84,15 @@ def capabilities_of(template: PrinterTemplateSection | None) -> v.Capabilities:
     )
 
 
-def page_printer(box: Box, printer: PrinterSection) -> PagePrinter:
-    """The device of a paper or file printer (a DICOM film printer has none: the SCU)."""
-    if printer.driver == "cups":
-        return CupsPrinter(printer.queue, name=printer.name)
-    folder = (
-        Path(printer.folder) if printer.folder else box.config.data_dir / "print" / printer.name
-    )
-    return FilePrinter(folder, printer.format, name=printer.name)
+def printer_device(box: Box, printer: PrinterSection) -> Printer:
+    """The device behind ``printer``: its driver's, with the options of its section."""
+    context = DriverContext(data_dir=box.config.data_dir, name=printer.name, host=box)
+    return PRINTERS.open(printer.driver, printer.printer_options(), context)
+
+
+def takes_films(box: Box, printer: PrinterSection) -> bool:
+    """Does ``printer`` take films (a DICOM film printer) rather than rendered pages?"""
+    return isinstance(printer_device(box, printer), FilmPrinter)
 
 
 _known: dict[str, tuple[float, v.PrinterCondition]] = {}  # printer name -> (when asked, answer)
@@ -110,18 +112,8 @@ def printer_state(box: Box, printer: PrinterSection, max_age_s: float = 0.0) -> 
 
 
 def _ask(box: Box, printer: PrinterSection) -> v.PrinterCondition:
-    if printer.driver == "dicom":
-        from dicombox.plugins.print.scu import PrintError, query_printer
-
-        remote = box.config.remote_named(printer.remote)
-        if remote is None:
-            return v.describe_printer("FAILURE", "ELEC CONFIG ERR")
-        try:
-            return query_printer(box.config, remote)
-        except PrintError:
-            return v.describe_printer("FAILURE", "PRINTER OFFLINE")
     try:
-        state = page_printer(box, printer).status()
+        state = printer_device(box, printer).status()
     except (PrinterError, OSError):
         return v.describe_printer("FAILURE", "PRINTER DOWN")
     return v.describe_printer(state.status, state.info)

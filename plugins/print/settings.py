@@ -8,7 +8,11 @@ Printer Template and Printer Descriptor files do.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
+
+from dicombox.core.config import ConfigError, check_choice, check_other_keys, load_part, other_keys
+from dicombox.hal.printer import PRINTERS
+from dicombox.plugins.print import film_printer  # noqa: F401  (registers the "dicom" driver)
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,6 @@ class PrintSection:
     """Resolution of films rendered for paper and files (50 to 600)."""
 
     def validate(self, name: str) -> None:
-        from dicombox.core.config import ConfigError
-
         if self.retries < 0 or self.retry_delay_s < 0:
             raise ConfigError(f"[{name}] retries and retry_delay_s must be >= 0")
         if not 50 <= self.dpi <= 600:
@@ -85,7 +87,6 @@ class PrinterTemplateSection:
     """Grey depth it takes: 8 or 12."""
 
     def validate(self, name: str) -> None:
-        from dicombox.core.config import ConfigError
         from dicombox.plugins.print.printers import capabilities_of
 
         if not self.name:
@@ -104,11 +105,11 @@ class PrinterSection:
 
     name: str = ""
     """How rules and commands name it (required)."""
-    driver: Literal["dicom", "cups", "file"] = "file"
+    driver: str = "file"
     """`dicom`: a DICOM film printer, the `[[remote]]` in `remote`; `cups`: a paper printer
     through `lp` (`queue`); `file`: PDF or PNG files (`format`) in `folder`. In a file
     printer's folder, a file `OFFLINE`, `NO_PAPER` or `LOW_PAPER` makes it report that
-    state."""
+    state. Or the name of a driver a plugin adds, which reads its own keys here."""
     remote: str = ""
     """For `dicom` (and then required): the `[[remote]]` that is the film printer."""
     queue: str = ""
@@ -153,13 +154,18 @@ class PrinterSection:
     """Film session Number of Copies (1–99)."""
     priority: Literal["HIGH", "MED", "LOW"] = "MED"
     """Film session Print Priority."""
+    driver_keys: dict[str, Any] = other_keys()  # the keys of plugins' drivers
+
+    def printer_options(self, name: str = "printer") -> Any:
+        """The options of the printer's driver, from this section."""
+        options_type = PRINTERS.options_type(self.driver)
+        return load_part(options_type, self, name, chosen=f'driver = "{self.driver}"')
 
     def validate(self, name: str) -> None:
-        from dicombox.core.config import ConfigError
-
         if not self.name:
             raise ConfigError(f"[{name}] needs a name")
-        if self.driver == "dicom" and not self.remote:
-            raise ConfigError(f'[{name}] driver = "dicom" needs remote, a [[remote]] name')
+        check_choice(f"{name}.driver", self.driver, PRINTERS.names())
+        check_other_keys(self, name, PRINTERS.config_keys())
+        self.printer_options(name)
         if not 1 <= self.copies <= 99:
             raise ConfigError(f"[{name}] copies = {self.copies}: 1 to 99")

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from dicombox.core.box import Box
+from dicombox.core.config import load_part
 from dicombox.core.hookspecs import PanelScreen
-from dicombox.hal.removable import RemovableError, open_sticks
+from dicombox.hal.registry import DriverContext
+from dicombox.hal.removable import REMOVABLE, RemovableError
 
 log = logging.getLogger("dicombox.web")
 COLUMNS, ROWS = 40, 8  # the console is no LCD: let the screens say all they have
@@ -69,10 +70,11 @@ class Devices:
         if media is None:
             return []
         kind = getattr(media, "usb", "simulated")
-        root = getattr(media, "usb_root", "") or self.box.data_dir / "media" / "usb"
         try:
-            sticks = open_sticks(kind, Path(root), unmount=False).list()
-        except (RemovableError, OSError) as exc:
+            options = load_part(REMOVABLE.options_type(kind), media, "media")
+            context = DriverContext(data_dir=self.box.data_dir)
+            sticks = REMOVABLE.open(kind, options, context).list()
+        except (RemovableError, OSError, ValueError) as exc:
             return [Device("usb", "USB", f"cannot list sticks: {exc}")]
         if not sticks:
             return [Device("usb", "USB", "no stick plugged in")]
@@ -85,9 +87,12 @@ class Devices:
         if panel is None:
             return []
         port = str(getattr(panel, "port", "none"))
-        if port.strip().lower() in ("", "none"):
+        driver = str(getattr(panel, "driver", ""))  # a plugin's display may have no port
+        no_port = port.strip().lower() in ("", "none")
+        if no_port and not driver:
             return [Device("panel", "front panel", "none configured")]
-        return [Device("panel", "front panel", f"{getattr(panel, 'size', '')} on {port}")]
+        where = f"the {driver} driver" if no_port else port
+        return [Device("panel", "front panel", f"{getattr(panel, 'size', '')} on {where}")]
 
     def all(self) -> list[Device]:
         return [*self.screen_devices(), *self.usb(), *self.panel()]

@@ -10,7 +10,7 @@ from typing import Any
 
 from dicombox.core.audit import read_records
 from dicombox.core.box import Box
-from dicombox.core.config import Config
+from dicombox.core.config import Config, section_keys
 from dicombox.core.jobs import DONE, DONE_WITH_PROBLEMS, QUEUED, Job, state_label
 from dicombox.plugins.web.job_labels import describe
 
@@ -72,7 +72,7 @@ def masked(value: Any, name: str = "") -> Any:
     if name and SECRET_NAME.search(name) and value not in ("", None, [], {}):
         return MASK  # a list of keys too: not even how many there are
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        value = section_keys(value)  # a driver's keys kept by a section shown as written
     if isinstance(value, dict):
         return {str(k): masked(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
