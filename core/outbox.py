@@ -151,6 +151,7 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._wake.set()  # at once: what a stop or a crash left
         self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
         self._thread.start()
 
