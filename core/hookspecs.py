@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from dicombox.core.coercion import Coercion
     from dicombox.core.jobs import JobHandler
     from dicombox.core.net.service import Service
+    from dicombox.core.outbox import RouteJob
 
 PROJECT = "dicombox"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -46,12 +47,27 @@ def dicombox_local_ae_titles(box: Box) -> list[str]:
 
 
 @hookspec
+def dicombox_route_jobs(box: Box, instance: Any, dataset: Any) -> list[RouteJob]:
+    """The jobs this plugin's routes ask for an arriving instance (forward it, burn its
+    study …), as ``dicombox.core.outbox.RouteJob``s: each adds the instance's items to
+    the still-queued job of its kind, queue and group, or queues one. Asked in the
+    network worker once the file is durable (``instance.path``), before its index row is
+    written: the jobs are written in the same transaction as that row (the outbox), so
+    an acknowledged instance never lacks them, and the supervisor queues them at once.
+    ``instance`` is a ``StoredInstance``; ``dataset`` holds the header elements the index
+    keeps (the UIDs, the patient, study, series and instance keys; pydicom converts them
+    lazily); for anything else, read the file. Be quick: this runs for every instance
+    before it is answered. An exception refuses the instance (0110): it is not stored
+    without its routes."""
+
+
+@hookspec
 def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
-    """An instance was stored durably and indexed (a ``StoredInstance``). ``dataset``
-    holds the header elements the index keeps: the UIDs and the patient, study, series
-    and instance keys. pydicom converts them lazily; for anything else, read the file at
-    ``instance.path``. Runs in the network worker that stored it: queue jobs here, do
-    not do slow work."""
+    """An instance was stored durably and indexed (a ``StoredInstance``), and is about to
+    be answered; ``dataset`` as for ``dicombox_route_jobs``. Runs in the network worker
+    that stored it: do not do slow work. Not for routes: a process killed here has
+    indexed the instance without running this, so queue route jobs through
+    ``dicombox_route_jobs``. An exception here is logged; the instance is stored."""
 
 
 @hookspec

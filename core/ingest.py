@@ -23,7 +23,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from dicombox.core.box import Box
 from dicombox.core.coercion import coerce_file
 from dicombox.core.header import Truncated, scan_header, value_of
+from dicombox.core.index.study_index import StoredInstance
 from dicombox.core.instance_locks import InstanceLocks
+from dicombox.core.outbox import route_jobs
 from dicombox.core.store import IncomingFile, StoreFull, file_meta
 
 log = logging.getLogger("dicombox.ingest")
@@ -139,8 +141,8 @@ class Ingest:
             )
 
     def take(self, sink: IncomingFile | Refused, arrival: Arrival) -> Outcome:
-        """Take the complete data set in (stored, indexed, its routes queued) and say which
-        status to answer; ``announce`` tells the rest of the box afterwards."""
+        """Take the complete data set in (stored, indexed with its routes' jobs) and say
+        which status to answer; ``announce`` tells the rest of the box afterwards."""
         if isinstance(sink, Refused):
             return Outcome(OUT_OF_RESOURCES, sink.why)
         if sink.full:
@@ -249,17 +251,13 @@ class Ingest:
             return Outcome(OUT_OF_RESOURCES, f"index unavailable: {exc}")
         if relpath is None:  # it is at its place already: the audit can name its study
             return _kept_first(policy, {"study_instance_uid": value_of(ds, "StudyInstanceUID")})
-        outcome = None
         try:
             outcome = self._index_and_route(ds, arrival, sop_uid, relpath, size, copies)
             if outcome.status != SUCCESS:
                 box.store.restore_previous(sink)  # a copy it replaced is served again
             return outcome
         finally:
-            # Whatever the outcome, no crash cut its routes off; unless queuing them
-            # failed, when the second name stays for the next start to run them.
-            if outcome is None or not outcome.extra.get("routes_pending"):
-                box.store.settle(sink)
+            box.store.settle(sink)
 
     def _index_and_route(
         self,
@@ -270,9 +268,26 @@ class Ingest:
         size: int,
         copies: int,
     ) -> Outcome:
-        """Record a placed instance in the index and queue its routes."""
+        """Record a placed instance in the index, with its routes' jobs in the same
+        transaction (the outbox: see core/outbox.py)."""
         box, policy = self.box, self.policy
         duplicate = copies > 0
+        copy = copies if duplicate and policy == "keep-both" else 0
+        placed = StoredInstance(
+            sop_uid,
+            value_of(ds, "SOPClassUID"),
+            value_of(ds, "StudyInstanceUID"),
+            value_of(ds, "SeriesInstanceUID"),
+            relpath,
+            copy,
+            arrival.source_ae,
+        )
+        try:
+            outbox = route_jobs(box, placed, ds)
+        except Exception as exc:  # never stored without its routes
+            log.exception("the routes of %s cannot be worked out", sop_uid)
+            self._drop(relpath, duplicate)
+            return Outcome(PROCESSING_FAILURE, f"its routes cannot be worked out: {exc}")
         try:
             stored = box.index.add_instance(
                 ds,
@@ -281,7 +296,8 @@ class Ingest:
                 transfer_syntax_uid=arrival.transfer_syntax,
                 calling_ae=arrival.source_ae,
                 replace=duplicate and policy == "replace",
-                copy=copies if duplicate and policy == "keep-both" else 0,
+                copy=copy,
+                outbox=outbox,
             )
         except IntegrityError:
             try:
@@ -304,24 +320,23 @@ class Ingest:
         extra: dict[str, Any] = {"path": relpath, "study_instance_uid": stored.study_instance_uid}
         try:
             box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
-        except Exception:
-            # Stored and indexed: the answer is 0000, and a re-send would route nothing
-            # (a duplicate). Its temporary second name stays, so the next start runs its
-            # routes (reconcile.finish_interrupted_routes).
-            log.exception("the routes of %s could not be queued: they run at the next start",
-                          sop_uid)  # fmt: skip
-            extra["routes_pending"] = True
+        except Exception:  # stored, indexed and routed: the answer is 0000 all the same
+            log.exception("a plugin failed on stored instance %s", sop_uid)
         if duplicate:
             extra["duplicate"] = True
         return Outcome(SUCCESS, "", extra)
 
     def _unindexed(self, relpath: str, duplicate: bool, sop_uid: str, why: object) -> Outcome:
-        """The file is placed but has no index row: never acknowledge it (A700); the new
-        file goes, unless it replaced a copy the index still points to."""
+        """The file is placed but has no index row: never acknowledge it (A700)."""
         log.error("instance %s could not be indexed: %s", sop_uid, why)
-        if not duplicate:
-            self.box.store.path(relpath).unlink(missing_ok=True)
+        self._drop(relpath, duplicate)
         return Outcome(OUT_OF_RESOURCES, f"index unavailable: {why}")
+
+    def _drop(self, relpath: str, duplicate: bool) -> None:
+        """A placed file that gets no index row goes, unless it took the name of a copy
+        the index still points to (which then gets its name back: ``restore_previous``)."""
+        if not (duplicate and self.policy == "replace"):
+            self.box.store.path(relpath).unlink(missing_ok=True)
 
 
 def _kept_first(policy: str, extra: dict[str, Any]) -> Outcome:

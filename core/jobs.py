@@ -129,33 +129,19 @@ class JobQueue:
         the job ``delay_s`` ahead again, so it runs once the group has been idle that
         long (burn a study 2 minutes after its last image). ``extra`` goes into the
         payload of a new job (what the job does with its items)."""
-        t = schema.jobs
         with write_transaction(self.engine) as conn:
-            rows = conn.execute(
-                select(t.c.id, t.c.payload).where(
-                    t.c.state == QUEUED, t.c.kind == kind, t.c.queue == queue
-                )
-            ).all()
-            for row in rows:
-                payload = json.loads(row.payload)
-                if payload.get("group") == group:
-                    known = set(payload["items"])  # a study gathered again is there once
-                    payload["items"] += [i for i in items if i not in known]
-                    values: dict[str, Any] = {"payload": json.dumps(payload)}
-                    if postpone:
-                        values["next_run_at"] = time.time() + delay_s
-                    added = conn.execute(
-                        # Still queued: a runner may have claimed it since (an index
-                        # several boxes share), and would run it without these items.
-                        update(t)
-                        .where(t.c.id == row.id, t.c.state == QUEUED)
-                        .values(updated_at=time.time(), **values)
-                    )
-                    if added.rowcount == 1:
-                        return int(row.id)
-                    break  # claimed meanwhile: the items go in a new job
-            payload = {"group": group, "items": items, **(extra or {})}
-            return _insert(conn, kind, payload, queue, max_attempts, retry_delay_s, delay_s)
+            return gather_into(
+                conn,
+                kind,
+                group,
+                items,
+                queue=queue,
+                max_attempts=max_attempts,
+                retry_delay_s=retry_delay_s,
+                delay_s=delay_s,
+                postpone=postpone,
+                extra=extra,
+            )
 
     def get(self, job_id: int) -> Job | None:
         with self.engine.connect() as conn:
@@ -289,6 +275,47 @@ def backoff(first_s: float, attempts: int, cap_s: float) -> float:
     """The wait after the ``attempts``-th failed try: ``first_s``, doubling, at most
     ``cap_s`` (the exponent is bounded too: a job retried for weeks has thousands)."""
     return min(first_s * 2.0 ** min(max(attempts - 1, 0), 40), cap_s)
+
+
+def gather_into(
+    conn: Any,
+    kind: str,
+    group: str,
+    items: list[Any],
+    *,
+    queue: str = "",
+    max_attempts: int = 3,
+    retry_delay_s: float = 30.0,
+    delay_s: float = 0.0,
+    postpone: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """``JobQueue.gather`` inside the write transaction ``conn`` of the caller (the
+    outbox's: the jobs and the removal of the rows they come from commit together)."""
+    t = schema.jobs
+    rows = conn.execute(
+        select(t.c.id, t.c.payload).where(t.c.state == QUEUED, t.c.kind == kind, t.c.queue == queue)
+    ).all()
+    for row in rows:
+        payload = json.loads(row.payload)
+        if payload.get("group") == group:
+            known = set(payload["items"])  # a study gathered again is there once
+            payload["items"] += [i for i in items if i not in known]
+            values: dict[str, Any] = {"payload": json.dumps(payload)}
+            if postpone:
+                values["next_run_at"] = time.time() + delay_s
+            added = conn.execute(
+                # Still queued: a runner may have claimed it since (an index several
+                # boxes share), and would run it without these items.
+                update(t)
+                .where(t.c.id == row.id, t.c.state == QUEUED)
+                .values(updated_at=time.time(), **values)
+            )
+            if added.rowcount == 1:
+                return int(row.id)
+            break  # claimed meanwhile: the items go in a new job
+    payload = {"group": group, "items": items, **(extra or {})}
+    return _insert(conn, kind, payload, queue, max_attempts, retry_delay_s, delay_s)
 
 
 def _insert(

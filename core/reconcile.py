@@ -13,12 +13,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from dicombox.core.box import Box
 from dicombox.core.header import read_stored_header, value_of
 from dicombox.core.index.study_index import StoredInstance
+from dicombox.core.outbox import route_jobs
 from dicombox.core.store import copy_number
 
 log = logging.getLogger("dicombox.reconcile")
@@ -54,14 +56,28 @@ def reconcile(box: Box) -> ReconcileReport:
         except Exception as exc:  # not a whole data set: not an instance we can serve
             _quarantine(root, relpath, exc, report)
             continue
+        calling_ae = str(ds.file_meta.get("SourceApplicationEntityTitle", "")).strip()
         try:
-            stored = box.index.add_instance(
+            # A stop between the file's fsync and its index row also cut off its routes
+            # (forward, burn, print): they go in with the row, as ingest would have
+            # written them. An instance the index has kept its routes with its row, so
+            # nothing is queued twice. (The sender got no answer and sends it again,
+            # but to the store that is a duplicate and routes nothing.)
+            outbox = route_jobs(box, _placed(ds, relpath, copy, calling_ae), ds)
+        except Exception as exc:  # a plugin's fault, not the file's: try again next time
+            log.error("cannot work out the routes of %s: %s; it is checked again at the "
+                      "next start", relpath, exc)  # fmt: skip
+            report.unindexed += 1
+            continue
+        try:
+            box.index.add_instance(
                 ds,
                 path=relpath,
                 size=path.stat().st_size,
                 transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
-                calling_ae=str(ds.file_meta.get("SourceApplicationEntityTitle", "")).strip(),
+                calling_ae=calling_ae,
                 copy=copy,
+                outbox=outbox,
             )
         except IntegrityError as exc:  # its instance is indexed as another file: a stray
             _quarantine(root, relpath, exc, report)
@@ -71,15 +87,19 @@ def reconcile(box: Box) -> ReconcileReport:
             report.unindexed += 1
             continue
         report.indexed += 1
-        # A stop between the file's fsync and its index row also cut off the routes
-        # (forward, burn, print): run them now, as ingest would have. The sender got no
-        # answer and sends it again, but to the store that is a duplicate and routes
-        # nothing.
-        try:
-            box.hook.dicombox_on_stored(box=box, instance=stored, dataset=ds)
-        except Exception:
-            log.exception("the routes of re-indexed %s failed", relpath)
     return report
+
+
+def _placed(ds: Any, relpath: str, copy: int, calling_ae: str) -> StoredInstance:
+    return StoredInstance(
+        value_of(ds, "SOPInstanceUID"),
+        value_of(ds, "SOPClassUID"),
+        value_of(ds, "StudyInstanceUID"),
+        value_of(ds, "SeriesInstanceUID"),
+        relpath,
+        copy,
+        calling_ae,
+    )
 
 
 def _quarantine(root: Path, relpath: str, why: Exception, report: ReconcileReport) -> None:
@@ -94,49 +114,6 @@ def _quarantine(root: Path, relpath: str, why: Exception, report: ReconcileRepor
         return
     log.warning("moved %s to quarantine: %s", relpath, why)
     report.quarantined += 1
-
-
-def finish_interrupted_routes(box: Box, prefix: str = "") -> int:
-    """Run the routes (forward, burn, print, priors) of instances a crash caught between
-    their index row and their routes' jobs; returns how many.
-
-    A placed instance keeps its temporary name under ``tmp/`` as a second link until its
-    routes are queued (``InstanceStore.settle``), so such a name still linked elsewhere
-    is an instance whose routes may not have run. If the index has its row, its routes
-    run now: a job still queued gathers the instance in once, and where the crash fell
-    after some of its routes were queued, a receiver may get the instance twice, which a
-    DICOM receiver takes as a duplicate. If it has no row, ``reconcile`` indexes it and
-    runs its routes as for any file the index does not know. Call this before
-    ``reconcile``; with ``prefix`` (a dead worker's pid and a dash), only for what that
-    worker left."""
-    count = 0
-    for name in box.store.interrupted(prefix):
-        try:
-            inode = name.stat().st_ino
-            ds = read_stored_header(name, box.index.header_tags)
-            uid = value_of(ds, "SOPInstanceUID")
-            rows = box.index.instance_rows(sop_instance_uid=uid)
-            if not rows:
-                log.warning("%s was placed but not indexed: reconcile takes it", uid)
-            for row in rows:
-                placed = box.store.path(row["path"])
-                if placed.exists() and placed.stat().st_ino == inode:
-                    instance = StoredInstance(
-                        uid,
-                        row["sop_class_uid"],
-                        value_of(ds, "StudyInstanceUID"),
-                        value_of(ds, "SeriesInstanceUID"),
-                        row["path"],
-                        row["copy"],
-                        row["calling_ae"],
-                    )
-                    box.hook.dicombox_on_stored(box=box, instance=instance, dataset=ds)
-                    log.warning("routes of %s run again after an unclean stop", row["path"])
-                    count += 1
-        except Exception:
-            log.exception("the routes of %s could not be run again", name.name)
-        name.unlink(missing_ok=True)
-    return count
 
 
 def was_clean(run_dir: Path) -> bool:

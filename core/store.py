@@ -10,6 +10,7 @@ never reaches a path.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -29,7 +30,8 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 # A received file's pages are handed to the kernel's writeback in steps of this size as
 # they arrive (see filesystems.start_writeback).
 WRITEBACK_STEP = 128 << 10
-# The second name of a placed instance that replaced a copy (see InstanceStore.settle).
+# A second name an earlier version kept for a placed instance until its routes were
+# queued: only swept now (routes are queued with the index row, see core/outbox.py).
 ROUTING_SUFFIX = ".routing"
 # The first copy a replacing copy took the name of, kept until the index has the new row.
 PREVIOUS_SUFFIX = ".previous"
@@ -103,9 +105,6 @@ class IncomingFile:
         # The file's first bytes, kept as they are written: the header walk that follows
         # reads them here instead of from the file.
         self.head = bytearray(header)
-        # Once placed, the temporary name stays as a second link until the instance's
-        # routes are queued (InstanceStore.settle).
-        self.routing: Path | None = None
         self._fd: int | None = fd
         self._writing_back = 0  # bytes of the file the kernel has been asked to write back
         self.rewritten = False  # coercion has begun to write other content into the file
@@ -290,16 +289,18 @@ class InstanceStore:
                 self.settle(incoming)
                 raise
             return relpath
-        incoming.routing = incoming.path  # the temporary name stays until ``settle``
-        incoming.path = target
+        temporary, incoming.path = incoming.path, target
         try:
             incoming.sync()
             if self.flush_directories:
                 _fsync_dir(directory)
         except BaseException:
             target.unlink(missing_ok=True)  # never answered: nothing of it is kept
-            self.settle(incoming)
+            temporary.unlink(missing_ok=True)
             raise
+        # Durable under its own name: the temporary one goes (or the next sweep takes it).
+        with contextlib.suppress(OSError):
+            temporary.unlink()
         return relpath
 
     def _make_durable(self, directory: Path) -> None:
@@ -316,13 +317,9 @@ class InstanceStore:
 
     def _take_name_flushed(self, incoming: IncomingFile, target: Path) -> None:
         """Give a copy the name ``target``, replacing a file there. It is flushed first:
-        a file replaced by one half-written would lose the copy that was there. Its
-        temporary name stays as a second link until ``settle``."""
-        routing = incoming.path.with_suffix(ROUTING_SUFFIX)
+        a file replaced by one half-written would lose the copy that was there."""
         try:
             incoming.sync()
-            os.link(incoming.path, routing)
-            incoming.routing = routing
             previous = incoming.path.with_suffix(PREVIOUS_SUFFIX)
             try:  # the copy there stays reachable until the index agrees (``restore``)
                 os.link(target, previous)
@@ -348,12 +345,8 @@ class InstanceStore:
 
     @staticmethod
     def settle(incoming: IncomingFile) -> None:
-        """The instance's routes are queued (or it will have none): its second name under
-        ``tmp/`` goes. Until then that name marks, across a crash, an instance whose
-        routes may not have run (see ``reconcile.finish_interrupted_routes``)."""
-        if incoming.routing is not None:
-            incoming.routing.unlink(missing_ok=True)
-            incoming.routing = None
+        """The index has the instance's row, or will not have it: the copy it replaced,
+        kept under ``tmp/`` until then (``restore_previous``), goes."""
         if incoming.previous is not None:  # replaced for good
             incoming.previous.unlink(missing_ok=True)
             incoming.previous = None
@@ -364,11 +357,6 @@ class InstanceStore:
             *self.tmp.glob(f"{prefix}*{ROUTING_SUFFIX}"),
             *self.tmp.glob(f"{prefix}*{PREVIOUS_SUFFIX}"),
         ]
-
-    def interrupted(self, prefix: str = "") -> list[Path]:
-        """Second names of placed instances whose routes a crash may have cut off; with
-        ``prefix`` (a worker's pid and a dash) only those of that worker."""
-        return sorted(p for p in self._temporary(prefix) if p.stat().st_nlink > 1)
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath

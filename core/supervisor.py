@@ -24,13 +24,8 @@ from dicombox.core.jobs import JobRunner
 from dicombox.core.logs import setup_logging
 from dicombox.core.net.port_holder import port_holder
 from dicombox.core.net.server import make_listener
-from dicombox.core.reconcile import (
-    finish_interrupted_routes,
-    mark_clean,
-    mark_running,
-    reconcile,
-    was_clean,
-)
+from dicombox.core.outbox import OutboxRelay
+from dicombox.core.reconcile import mark_clean, mark_running, reconcile, was_clean
 from dicombox.core.sdnotify import notify, watchdog_interval_s
 
 log = logging.getLogger("dicombox.supervisor")
@@ -181,18 +176,12 @@ class WorkerPool:
 
 
 def _after_worker_death(box: Box, pid: int) -> None:
-    """A worker died or was killed: run the routes its death cut off, and remove what it
-    was receiving (never answered, so its sender will send it again)."""
-    prefix = f"{pid}-"
-    routed = finish_interrupted_routes(box, prefix)
-    swept = box.store.sweep_temporary(prefix)
-    if routed or swept:
-        log.warning(
-            "after worker pid %d: routes of %d instance(s) run, %d partial file(s) removed",
-            pid,
-            routed,
-            swept,
-        )
+    """A worker died or was killed: remove what it was receiving (never answered, so its
+    sender will send it again). Nothing it indexed lacks its routes: they went into the
+    index with its row (the outbox)."""
+    swept = box.store.sweep_temporary(f"{pid}-")
+    if swept:
+        log.warning("after worker pid %d: %d partial file(s) removed", pid, swept)
 
 
 def _write_ready(box: Box, port: int, workers: int, tls_port: int = 0) -> Path:
@@ -262,9 +251,6 @@ def serve(config_path: str | None, **overrides: Any) -> int:
         listener.close()
         raise
     box = open_box(config, pm, infos, role="supervisor")
-    # Before reconcile, and after a clean stop too: a worker killed by the supervisor at
-    # its stop (past its time) may have left an instance whose routes did not run.
-    finish_interrupted_routes(box)
     unindexed = 0  # files the check could not index: it runs again at the next start
     if not stop.event.is_set() and not was_clean(box.run_dir) and any(box.store.studies.iterdir()):
         log.warning("the last stop was not clean: checking the store against the index")
@@ -311,10 +297,16 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     pool.start()
     _wait_for_workers(started, stop.event)
     runner: JobRunner | None = None
+    relay: OutboxRelay | None = None
     ready: Path | None = None
     if not stop.event.is_set():
         handlers = {k: v for batch in box.hook.dicombox_jobs(box=box) for k, v in batch.items()}
         runner = JobRunner(box.jobs, handlers, box.bus)
+        # Route jobs written with their instances become jobs as each is announced
+        # (and those a stop or a crash left, at once).
+        relay = OutboxRelay(box.index.engine, on_jobs=runner.wake)
+        box.bus.subscribe("instance.stored", relay.wake)
+        relay.start()
         runner.start()
         box.hook.dicombox_start(box=box)
         tls_port = config.network.tls_port if tls_listener is not None else 0
@@ -343,6 +335,8 @@ def serve(config_path: str | None, **overrides: Any) -> int:
     if tls_listener is not None:
         tls_listener.close()
     pool.stop(timeout=config.network.dimse_timeout_s * 2 + 5)
+    if relay is not None:  # after the workers: the last instances' route jobs too
+        relay.stop()
     if runner is not None:  # what start-up had got to
         runner.stop()
         box.hook.dicombox_stop(box=box)

@@ -34,7 +34,7 @@ from dicombox.core.net import pdu
 from dicombox.core.store import InstanceStore
 from dicombox.plugins.storage.forward_record import RECORD_EVERY
 from tests.conftest import require
-from tests.support import rawclient
+from tests.support import fault_plugin, rawclient
 from tests.support.boxproc import RunningBox
 from tests.support.faults import (
     Instance,
@@ -51,6 +51,7 @@ from tests.support.faults import (
     kill_when,
     loss,
     make_study,
+    outbox_rows,
     partial_files,
     send_all,
     store,
@@ -210,7 +211,8 @@ def forwarding_box(make_box, port: int) -> RunningBox:
 
 def forwards_settled(box: RunningBox) -> bool:
     jobs = jobs_of(box.data_dir, "forward")
-    return bool(jobs) and all(j["state"] in ("done", "failed") for j in jobs)
+    settled = bool(jobs) and all(j["state"] in ("done", "failed") for j in jobs)
+    return settled and not outbox_rows(box.data_dir)  # no route job still to queue
 
 
 def test_kill_during_a_forward_resumes_it_and_everything_arrives(make_box, archive, tmp_path):
@@ -251,28 +253,86 @@ def test_an_instance_cut_off_before_its_index_row_is_still_forwarded(make_box, a
     )
 
 
-def test_an_instance_cut_off_between_its_index_row_and_its_route_is_still_forwarded(
-    make_box, archive, tmp_path
-):
-    # The restart runs its routes.
-    assert_forwarded_after_a_kill(make_box, archive, tmp_path, between_row_and_route)
+DEATHS = 20  # of which every tenth kills the whole box, the others one network worker
 
 
-def test_a_worker_killed_between_an_index_row_and_its_route_has_its_routes_run(
-    make_box, archive, tmp_path
+def test_deaths_between_an_instance_row_and_its_answer_leave_its_routes_queued_once(
+    make_box, tmp_path, monkeypatch
 ):
-    # The same instant, but only the worker dies: the box goes on, and its supervisor
-    # runs the routes the dead worker left and starts another worker.
-    assert_forwarded_after_a_kill(
-        make_box, archive, tmp_path, between_row_and_route, whole_box=False
+    """The box dies again and again right after an instance's index row is committed,
+    before its answer (a plugin ends the worker, or the whole box, at that point):
+    every instance the box holds, every acknowledged one among them, has its route jobs
+    queued, each once, whether the worker died alone or the box restarted and
+    reconciled its store."""
+    orders = fault_plugin.install(tmp_path, monkeypatch)
+    box = make_box(
+        f'{QUIET}[[remote]]\nname = "pacs"\nae_title = "ARCHIVE"\nhost = "127.0.0.1"\n'
+        f"port = {free_port()}\n"  # nobody there; the forwards wait an hour anyway
+        "[storage]\nforward_delay_s = 3600\n[media]\nidle_s = 3600\n"
+        '[[route]]\nwhen = {}\nforward = ["pacs"]\n[[route]]\nwhen = {}\nburn = true\n',
+        workers=4,  # while the supervisor replaces a dead one, the others take the next
     )
+    study = make_study(DEATHS * 3, rows=8, columns=8)
+    acknowledged = Tally()
+    for death in range(DEATHS):
+        whole_box = death % 10 == 9
+        chunk = study[death * 3 : death * 3 + 3]
+        fault_plugin.order(orders, chunk[1].sop_instance_uid, "box" if whole_box else "worker")
+        assert send_all(box.port, chunk, acknowledged), "the box did not die"
+        assert chunk[1].sop_instance_uid not in acknowledged.acknowledged
+        if whole_box:
+            assert box.proc is not None
+            box.proc.wait(30)
+            box.start(timeout=120)
+        # The modality sends again what got no answer: a duplicate, kept first.
+        again = [i for i in chunk if i.sop_instance_uid not in acknowledged.acknowledged]
+        assert send_all(box.port, again, acknowledged) == ""
+        assert acknowledged.count == death * 3 + 3
+        assert_routes_queued_once(box, acknowledged, study[0].study_instance_uid)
+    assert_intact(box, acknowledged.acknowledged)
 
 
-def between_row_and_route(data_dir: Path) -> bool:
-    """Every file indexed, yet an instance's temporary name still linked: its row is in,
-    and the index write under way is its route's job."""
-    linked = [p for p in partial_files(data_dir) if p.stat().st_nlink > 1]
-    return bool(linked) and not unindexed_files(data_dir)
+def assert_routes_queued_once(box: RunningBox, acknowledged: Tally, study: str) -> None:
+    """Every instance the box holds (the acknowledged ones, no other) is in one forward
+    job once, and its study has one burn job, once the supervisor has queued them."""
+    wait_for(lambda: not outbox_rows(box.data_dir), 30, "the route jobs to be queued")
+    held = set(index_paths(box.data_dir))
+    assert held == set(acknowledged.acknowledged)
+    forwarded = [uid for job in jobs_of(box.data_dir, "forward") for uid in job_items(job)]
+    assert sorted(forwarded) == sorted(held), "an instance forwarded twice, or never"
+    burns = [json.loads(job["payload"])["group"] for job in jobs_of(box.data_dir, "burn")]
+    assert burns == [study]
+
+
+def job_items(job: dict) -> list[str]:
+    return json.loads(job["payload"])["items"]
+
+
+def test_a_worker_dying_after_its_instance_was_forwarded_sends_it_no_second_time(
+    make_box, archive, tmp_path, monkeypatch
+):
+    """The worker that stored an instance dies before answering it, by which time the
+    instance's forward has already reached the archive. Nothing runs its routes again:
+    they went into the index with its row, so the archive receives it once."""
+    orders = fault_plugin.install(tmp_path, monkeypatch)
+    port = free_port()
+    archive(port, "+uf")  # a file per reception: an image received twice is two files
+    box = make_box(
+        f'{QUIET}[[remote]]\nname = "pacs"\nae_title = "ARCHIVE"\nhost = "127.0.0.1"\n'
+        f"port = {port}\nretry_delay_s = 1\n"
+        '[storage]\nforward_delay_s = 0\n[[route]]\nwhen = {}\nforward = ["pacs"]\n'
+    )
+    study = make_study(6, rows=8, columns=8)
+    fault_plugin.order(orders, study[2].sop_instance_uid, "worker after forward")
+    assert send_all(box.port, study, tally := Tally()), "the worker did not die"
+    assert tally.count == 2
+    assert send_all(box.port, study[2:], tally) == ""  # the victim again is a duplicate
+    wait_for(lambda: forwards_settled(box), 60, "the forwards to finish")
+    wait_for(lambda: len(receptions(tmp_path / "archive")) == len(study), 30, "receptions")
+    copies = receptions(tmp_path / "archive")
+    assert {uid: len(paths) for uid, paths in copies.items()} == {
+        i.sop_instance_uid: 1 for i in study
+    }
 
 
 def assert_forwarded_after_a_kill(

@@ -26,6 +26,7 @@ from dicombox.core.header import (
     read_stored_header,
     scan_header,
 )
+from dicombox.core.hookspecs import hookimpl
 from dicombox.core.index.attributes import INDEXED_TAGS
 from dicombox.core.index.engine import open_engine, sqlite_url
 from dicombox.core.jobs import (
@@ -406,9 +407,10 @@ def test_a_copy_that_replaces_another_has_its_folder_flushed_on_any_file_system(
         incoming = instances.begin(b"META")
         incoming.write(content)
         incoming.close()
+        temporary = incoming.path
         relpath = instances.place(incoming, "1.2", "1.2.3", "1.2.3.4", lambda: 0)
-        assert incoming.routing is not None and incoming.routing.stat().st_nlink == 2
-        instances.settle(incoming)  # what ingest does once the routes are queued
+        assert not temporary.exists()  # durable under its own name: the temporary one goes
+        instances.settle(incoming)  # what ingest does once the index has its row
         return relpath
 
     relpath = place(b"first")
@@ -686,32 +688,115 @@ def test_an_index_failing_on_a_duplicate_keeps_the_first_copy_and_drops_the_seco
         assert tmp_leftovers(box.store.root, [os.getpid()]) == []
 
 
-def test_routes_that_cannot_be_queued_are_run_at_the_next_start(tmp_path: Path) -> None:
-    """Stored and indexed, the instance is answered 0000 even when its routes cannot be
-    queued (the job queue's volume full, say): its temporary second name stays, and the
-    next start's ``finish_interrupted_routes`` runs them."""
-    from dicombox.core.hookspecs import hookimpl
-    from dicombox.core.reconcile import finish_interrupted_routes
+class RouteEverything:
+    """A plugin whose route asks a job of kind ``route-test`` per study for every
+    instance (its items: the instance's UID), or fails when ``broken`` says how."""
 
-    class Routes:
-        def __init__(self) -> None:
-            self.broken, self.run = True, []
+    def __init__(self) -> None:
+        self.broken: Exception | None = None
 
-        @hookimpl
-        def dicombox_on_stored(self, box: Any, instance: Any, dataset: Any) -> None:
-            if self.broken:
-                raise RuntimeError("database or disk is full")
-            self.run.append(instance.path)
+    @hookimpl
+    def dicombox_route_jobs(self, box: Any, instance: Any, dataset: Any) -> list[Any]:
+        from dicombox.core.outbox import RouteJob
 
-    routes = Routes()
+        if self.broken is not None:
+            raise self.broken
+        uid = instance.sop_instance_uid
+        return [RouteJob("route-test", instance.study_instance_uid, [uid], queue="test")]
+
+
+def outbox_and_jobs(box: Any) -> tuple[list[tuple[str, dict]], list[tuple[str, list]]]:
+    """(kind, payload) of each outbox row; (group, items) of each ``route-test`` job."""
+    import json
+
+    from sqlalchemy import select
+
+    from dicombox.core.index import schema
+
+    with box.index.engine.connect() as conn:
+        rows = conn.execute(select(schema.outbox.c.kind, schema.outbox.c.payload)).all()
+    jobs = [(j.payload["group"], j.payload["items"]) for j in box.jobs.list()]
+    return [(r.kind, json.loads(r.payload)) for r in rows], jobs
+
+
+def test_an_instance_is_indexed_with_its_route_jobs_and_the_relay_queues_them_once(
+    tmp_path: Path,
+) -> None:
+    """The instance row and its route jobs (outbox rows) commit together; the relay
+    turns the rows into one gathered job and removes them in the same transaction."""
+    from dicombox.core.outbox import relay
+
+    with box_in_this_process(tmp_path, RouteEverything()) as box:
+        outcome, ds = ingest_ct_small(box)
+        assert outcome.status == 0
+        uid, study = str(ds.SOPInstanceUID), str(ds.StudyInstanceUID)
+        rows, jobs = outbox_and_jobs(box)
+        assert [(kind, p["group"], p["items"]) for kind, p in rows] == [
+            ("route-test", study, [uid])
+        ]
+        assert jobs == []
+        assert relay(box.index.engine) == 1
+        assert outbox_and_jobs(box) == ([], [(study, [uid])])
+        assert relay(box.index.engine) == 0  # taken once
+
+
+def test_an_instance_whose_route_jobs_the_index_refuses_is_not_stored(tmp_path: Path) -> None:
+    """The route jobs go in the instance's own transaction: if they cannot be written,
+    neither is its row, and the instance is refused (A700) and its file removed, never
+    answered 0000 without its routes."""
+    from sqlalchemy import text
+
+    from dicombox.core.index.engine import write_transaction
+
+    with box_in_this_process(tmp_path, RouteEverything()) as box:
+        with write_transaction(box.index.engine) as conn:  # a table the write fails on
+            conn.execute(text("DROP TABLE outbox"))
+        outcome, _ = ingest_ct_small(box)
+        assert outcome.status == 0xA700 and "index unavailable" in outcome.comment
+        assert box.index.totals()["instances"] == 0
+        assert not list(box.store.studies.rglob("*.dcm"))
+
+
+def test_an_instance_whose_routes_cannot_be_worked_out_is_refused(tmp_path: Path) -> None:
+    """A route hook that fails refuses the instance (0110), nothing of it kept."""
+    routes = RouteEverything()
+    routes.broken = RuntimeError("the route's rule cannot be read")
     with box_in_this_process(tmp_path, routes) as box:
         outcome, _ = ingest_ct_small(box)
-        assert outcome.status == 0 and outcome.extra["routes_pending"]
-        assert [p.stat().st_nlink for p in box.store.interrupted()] == [2]
-        routes.broken = False
-        assert finish_interrupted_routes(box) == 1
-        assert routes.run == [outcome.extra["path"]]
-        assert box.store.interrupted() == []
+        assert outcome.status == 0x0110 and "routes" in outcome.comment
+        assert box.index.totals()["instances"] == 0
+        assert not list(box.store.studies.rglob("*.dcm"))
+        assert outbox_and_jobs(box) == ([], [])
+
+
+def test_reconcile_queues_the_routes_of_what_it_indexes_and_never_again(tmp_path: Path) -> None:
+    """After a crash, reconcile indexes a file the index lost with its route jobs (the
+    power cut took the row and its outbox rows together), and queues nothing for an
+    instance the index has: its routes went in with its row."""
+    from sqlalchemy import delete
+
+    from dicombox.core.index import schema
+    from dicombox.core.index.engine import write_transaction
+    from dicombox.core.outbox import relay
+    from dicombox.core.reconcile import reconcile
+
+    with box_in_this_process(tmp_path, RouteEverything()) as box:
+        outcome, ds = ingest_ct_small(box)
+        uid, study = str(ds.SOPInstanceUID), str(ds.StudyInstanceUID)
+        report = reconcile(box)  # the instance is indexed: its routes are in the outbox
+        assert (report.scanned, report.indexed) == (1, 0)
+        assert relay(box.index.engine) == 1
+        assert outbox_and_jobs(box)[1] == [(study, [uid])]
+
+        with write_transaction(box.index.engine) as conn:  # a power cut took its row
+            conn.execute(delete(schema.instances))
+        box.index.remove_instances([])  # forget the series this process remembers
+        report = reconcile(box)
+        assert (report.scanned, report.indexed) == (1, 1)
+        rows, _ = outbox_and_jobs(box)
+        assert [p["items"] for _, p in rows] == [[uid]]
+        relay(box.index.engine)
+        assert outbox_and_jobs(box) == ([], [(study, [uid])])  # in its job once
 
 
 def test_two_copies_of_one_instance_arriving_at_once_are_taken_one_after_the_other(

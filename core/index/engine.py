@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -141,35 +141,46 @@ def insert_row(
     table: Table,
     row: dict[str, Any],
     only_if: ColumnElement[bool] | None = None,
+    *,
+    with_rows: tuple[Table, Sequence[dict[str, Any]]] | None = None,
     **only_if_values: Any,
 ) -> bool:
     """INSERT one row in a write transaction of its own; with ``only_if`` (a condition
     on other tables, its bound values by name in ``only_if_values``) only when it holds,
-    in the same statement. Returns whether the row went in.
+    in the same statement; with ``with_rows`` (a table and rows, all with the same keys),
+    those rows too, in the same transaction, if the row went in. Returns whether the row
+    went in.
 
-    Every received instance ends in one such INSERT. On SQLite it goes straight to the
-    driver, with the statement compiled once: SQLAlchemy's begin, execute and commit
-    cost several times SQLite's own work, and it runs inside the writer lock, which the
-    other associations wait on. Errors are SQLAlchemy's, as on the general path."""
+    Every received instance ends in one such transaction. On SQLite it goes straight to
+    the driver, with the statements compiled once: SQLAlchemy's begin, execute and
+    commit cost several times SQLite's own work, and it runs inside the writer lock,
+    which the other associations wait on. Errors are SQLAlchemy's, as on the general
+    path."""
     keys = tuple(row)
     statement = _insert_statement(table, keys, only_if)
     values = {**row, **only_if_values}
+    also_table, also_rows = with_rows if with_rows else (None, ())
     lock = _writer_lock(engine)
     if lock is None:  # a server database: the general path
         with write_transaction(engine) as conn:
-            return int(conn.execute(statement, values).rowcount or 0) == 1
-    cache_key = (id(engine), table.name, keys, id(only_if))
-    compiled = _compiled_inserts.get(cache_key)
-    if compiled is None:
-        done = statement.compile(dialect=engine.dialect, column_keys=list(keys))
-        compiled = _compiled_inserts[cache_key] = (str(done), list(done.positiontup or ()))
-    sql, names = compiled
+            inserted = int(conn.execute(statement, values).rowcount or 0) == 1
+            if inserted and also_table is not None and also_rows:
+                conn.execute(also_table.insert(), list(also_rows))
+            return inserted
+    sql, names = _compiled(engine, table, keys, only_if, statement)
+    also: tuple[str, list[str]] | None = None
+    if also_table is not None and also_rows:
+        also_keys = tuple(also_rows[0])
+        also = _compiled(engine, also_table, also_keys, None, also_table.insert())
     with lock.held():
         driver = _write_connection(engine).connection.driver_connection
         try:
             driver.execute("BEGIN IMMEDIATE")
             try:
                 inserted = driver.execute(sql, [values[name] for name in names]).rowcount
+                if inserted == 1 and also is not None:
+                    also_sql, also_names = also
+                    driver.executemany(also_sql, [[r[n] for n in also_names] for r in also_rows])
                 driver.execute("COMMIT")
             except BaseException:
                 if driver.in_transaction:
@@ -179,6 +190,23 @@ def insert_row(
             dialect = engine.dialect
             raise DBAPIError.instance(sql, None, exc, sqlite3.Error, dialect=dialect) from exc
     return inserted == 1
+
+
+def _compiled(
+    engine: Engine,
+    table: Table,
+    keys: tuple[str, ...],
+    only_if: ColumnElement[bool] | None,
+    statement: Any,
+) -> tuple[str, list[str]]:
+    """``statement`` (an INSERT of ``keys`` into ``table``) as the SQLite driver takes
+    it, and the order of its parameters; compiled once."""
+    cache_key = (id(engine), table.name, keys, id(only_if))
+    compiled = _compiled_inserts.get(cache_key)
+    if compiled is None:
+        done = statement.compile(dialect=engine.dialect, column_keys=list(keys))
+        compiled = _compiled_inserts[cache_key] = (str(done), list(done.positiontup or ()))
+    return compiled
 
 
 def _insert_statement(

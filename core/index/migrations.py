@@ -23,7 +23,11 @@ def _v2_deliveries(conn: Connection) -> None:
     schema.deliveries.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_deliveries]
+def _v3_outbox(conn: Connection) -> None:
+    schema.outbox.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_deliveries, _v3_outbox]
 
 
 def current_version(conn: Connection) -> int:

@@ -158,6 +158,19 @@ jobs = Table(
     Index("ix_jobs_due", "state", "next_run_at"),
 )
 
+# The outbox: jobs the routes of an instance ask for, written in the transaction that
+# indexes it (so an acknowledged instance never lacks them) and turned into ``jobs`` rows
+# by the supervisor (core/outbox.py). ``kind`` is the job kind; ``payload`` (JSON) says
+# which job gathers the instance and how (core.outbox.RouteJob).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
 # What became of each instance at each remote: forwarded, then committed (or refused)
 # by the remote's storage commitment. The watermark policy deletes only instances
 # delivered and committed everywhere they had to go.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +64,11 @@ class StudyIndex:
         calling_ae: str,
         replace: bool = False,
         copy: int = 0,
+        outbox: Sequence[dict[str, Any]] = (),
     ) -> StoredInstance:
         """Record one stored instance and the patient/study/series it belongs to, in one
-        transaction. ``replace`` overwrites the row of an existing instance."""
+        transaction, with its route jobs (``outbox`` rows: see core/outbox.py).
+        ``replace`` overwrites the row of an existing instance."""
         now = time.time()
         series_uid = value_of(ds, "SeriesInstanceUID")
         row = level_values(ds, "instance") | {
@@ -88,6 +91,7 @@ class StudyIndex:
                         t,
                         {**row, "series_pk": series_pk},
                         self._in_remembered_series,
+                        with_rows=(schema.outbox, outbox) if outbox else None,
                         guard_series_pk=series_pk,
                         guard_series_uid=series_uid,
                     ):
@@ -104,6 +108,8 @@ class StudyIndex:
                             )
                         )
                     conn.execute(self._insert_instance, {**row, "series_pk": series_pk})
+                    if outbox:
+                        conn.execute(schema.outbox.insert(), list(outbox))
                 break
             except IntegrityError:
                 # A series row this process remembered is gone, or another writer (a

@@ -14,6 +14,7 @@ from dicombox.core.box import Box
 from dicombox.core.events import Event
 from dicombox.core.hookspecs import PanelAction, PanelScreen
 from dicombox.core.jobs import RUNNING, Job, JobHandler
+from dicombox.core.outbox import RouteJob
 from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
 from dicombox.hal.burner import BurnerError
 from dicombox.plugins.media.burn import BURN, burner_for, destination, queue_burn, run_burn
@@ -42,15 +43,17 @@ def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
 
 
 @hookimpl
-def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
+def dicombox_route_jobs(box: Box, instance: Any, dataset: Any) -> list[RouteJob]:
     """Routes with ``burn = true`` burn each study once it has been idle ``idle_s``."""
     routes = [r for r in box.config.route if r.burn]
     if not routes:
-        return
+        return []
     path = box.store.path(instance.path)
-    if routes_for_stored(routes, instance.calling_ae, path, dataset):
-        settings = _settings(box)
-        box.jobs.gather(
+    if not routes_for_stored(routes, instance.calling_ae, path, dataset):
+        return []
+    settings = _settings(box)
+    return [
+        RouteJob(
             BURN,
             instance.study_instance_uid,
             [],
@@ -60,6 +63,7 @@ def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
             delay_s=settings.idle_s,
             postpone=True,
         )
+    ]
 
 
 def _burn_completed(box: Box, event: Event) -> None:

@@ -24,6 +24,7 @@ from dicombox.core.events import Event
 from dicombox.core.hookspecs import PanelAction, PanelScreen
 from dicombox.core.jobs import JobHandler
 from dicombox.core.net.service import Peer, Service
+from dicombox.core.outbox import RouteJob, gather_now
 from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
 from dicombox.plugins.print import vocabulary as v
 from dicombox.plugins.print.film import Film
@@ -118,25 +119,34 @@ def dicombox_jobs(box: Box) -> dict[str, JobHandler]:
 
 
 @hookimpl
-def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
+def dicombox_route_jobs(box: Box, instance: Any, dataset: Any) -> list[RouteJob]:
     """Routes with ``print = "<printer>"`` print each study once it has been idle."""
     routes = [r for r in box.config.route if r.print]
     if not routes:
-        return
+        return []
     path = box.store.path(instance.path)
+    idle_s = print_settings(box).idle_s
+    jobs = []
     for route in routes_for_stored(routes, instance.calling_ae, path, dataset):
-        idle_s = print_settings(box).idle_s
-        _gather(box, route.print, instance.study_instance_uid, route.print_key_images, idle_s)
+        job = _print_job(box, route.print, instance.study_instance_uid, route.print_key_images,
+                         idle_s)  # fmt: skip
+        if job is not None:
+            jobs.append(job)
+    return jobs
 
 
-def _gather(box: Box, printer_name: str, study: str, key_images: bool, delay_s: float) -> None:
+def _print_job(
+    box: Box, printer_name: str, study: str, key_images: bool, delay_s: float
+) -> RouteJob | None:
+    """The study for the print job still queued for this printer, or a new one; None
+    (logged) for a printer the configuration no longer has."""
     try:
         printer = find_printer(box, printer_name)
     except UnknownPrinter as exc:
         log.error("print route: %s", exc)
-        return
+        return None
     settings = print_settings(box)
-    box.jobs.gather(
+    return RouteJob(
         PRINT,
         f"{printer.name} {study}",
         [study],
@@ -153,7 +163,9 @@ def _print_completed(box: Box, event: Event) -> None:
     studies = routes_for_mpps_event(box, event, lambda r: bool(r.print))
     for study, routes in studies.items():
         for route in routes:
-            _gather(box, route.print, study, route.print_key_images, 0.0)
+            job = _print_job(box, route.print, study, route.print_key_images, 0.0)
+            if job is not None:
+                gather_now(box.jobs, job)
 
 
 @hookimpl

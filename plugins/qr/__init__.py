@@ -15,9 +15,10 @@ from dicombox.core.box import Box
 from dicombox.core.jobs import JobHandler
 from dicombox.core.net.commands import C_FIND_RQ, C_GET_RQ, C_MOVE_RQ
 from dicombox.core.net.service import Service, SupportedContext
+from dicombox.core.outbox import RouteJob
 from dicombox.plugins.qr.find import FindSCP
 from dicombox.plugins.qr.models import MODELS
-from dicombox.plugins.qr.priors import FETCH_PRIORS, queue_prior_fetch, run_fetch_priors
+from dicombox.plugins.qr.priors import FETCH_PRIORS, prior_fetch_jobs, run_fetch_priors
 from dicombox.plugins.qr.retrieve import RetrieveSCP
 from dicombox.plugins.qr.scu import add_verbs
 
@@ -81,8 +82,8 @@ def find_extended_negotiation(proposed: bytes) -> bytes:
 
 
 @hookimpl
-def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
-    queue_prior_fetch(box, instance, dataset)
+def dicombox_route_jobs(box: Box, instance: Any, dataset: Any) -> list[RouteJob]:
+    return prior_fetch_jobs(box, instance, dataset)
 
 
 @hookimpl

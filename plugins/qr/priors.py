@@ -15,6 +15,7 @@ from dicombox.core.box import Box
 from dicombox.core.index import schema
 from dicombox.core.jobs import Job, JobContext, PermanentJobError, TransientJobError
 from dicombox.core.net.requestor import associate
+from dicombox.core.outbox import RouteJob
 from dicombox.core.rules import instance_reader, route_matches
 from dicombox.plugins.qr.models import STUDY_ROOT
 
@@ -23,27 +24,31 @@ log = logging.getLogger("dicombox.qr")
 FETCH_PRIORS = "fetch-priors"
 
 
-def queue_prior_fetch(box: Box, instance: Any, dataset: Any) -> None:
+def prior_fetch_jobs(box: Box, instance: Any, dataset: Any) -> list[RouteJob]:
     routes = [r for r in box.config.route if r.fetch_priors]
     if not routes:
-        return
+        return []
     read = instance_reader(box.store.path(instance.path), dataset)
     patient_id = str(read("PatientID") or "")
     if not patient_id:
-        return  # no patient ID, no priors to look for
+        return []  # no patient ID, no priors to look for
+    jobs = []
     for route in routes:
         source = box.config.remote_named(route.fetch_priors)
         if source is not None and instance.calling_ae == source.ae_title:
             continue  # a prior arriving from that archive does not look for priors again
         if route_matches(route.when, instance.calling_ae, read):
             # One job per study (the group); later instances of it join with no items.
-            box.jobs.gather(
-                FETCH_PRIORS,
-                instance.study_instance_uid,
-                [],
-                queue=f"priors:{route.fetch_priors}",
-                delay_s=box.config.storage.forward_delay_s,
+            jobs.append(
+                RouteJob(
+                    FETCH_PRIORS,
+                    instance.study_instance_uid,
+                    [],
+                    queue=f"priors:{route.fetch_priors}",
+                    delay_s=box.config.storage.forward_delay_s,
+                )
             )
+    return jobs
 
 
 def _held_studies(box: Box) -> set[str]:

@@ -14,10 +14,11 @@ from dicombox.core.box import Box
 from dicombox.core.jobs import JobHandler
 from dicombox.core.net.commands import C_STORE_RQ
 from dicombox.core.net.service import Service, SupportedContext
+from dicombox.core.outbox import RouteJob
 from dicombox.plugins.storage.forward import (
     FORWARD,
     forward_completed_study,
-    queue_forwards,
+    forward_jobs,
     run_forward,
 )
 from dicombox.plugins.storage.scp import StorageSCP
@@ -56,8 +57,8 @@ def dicombox_services(box: Box) -> list[Service]:
 
 
 @hookimpl
-def dicombox_on_stored(box: Box, instance: Any, dataset: Any) -> None:
-    queue_forwards(box, instance, dataset)
+def dicombox_route_jobs(box: Box, instance: Any, dataset: Any) -> list[RouteJob]:
+    return forward_jobs(box, instance, dataset)
 
 
 @hookimpl

@@ -32,6 +32,7 @@ from dicombox.core.net.delivery import (
 from dicombox.core.net.outbound import AssociationFailed
 from dicombox.core.net.requestor import destination_of, network_for
 from dicombox.core.net.sending import StoredFile
+from dicombox.core.outbox import RouteJob, gather_now
 from dicombox.core.rules import routes_for_mpps_event, routes_for_stored
 from dicombox.plugins.storage.forward_record import DeliveryRecorder
 from dicombox.plugins.storage.split_sending import frames_instead, per_original
@@ -41,33 +42,30 @@ log = logging.getLogger("dicombox.forward")
 FORWARD = "forward"
 
 
-def queue_forwards(box: Box, instance: Any, dataset: Any) -> None:
-    """Called for each stored instance: one gathered job per matching destination."""
+def forward_jobs(box: Box, instance: Any, dataset: Any) -> list[RouteJob]:
+    """For each arriving instance: one gathered job per matching destination."""
     routes = [r for r in box.config.route if r.forward]
     if not routes:
-        return
+        return []
     path = box.store.path(instance.path)
     targets: list[str] = []
     for route in routes_for_stored(routes, instance.calling_ae, path, dataset):
         targets += [t for t in route.forward if t not in targets]
-    for target in targets:
-        queue_forward(
-            box,
-            target,
-            instance.study_instance_uid,
-            [instance.sop_instance_uid],
-            box.config.storage.forward_delay_s,
-        )
+    delay_s = box.config.storage.forward_delay_s
+    return [
+        forward_job(box, t, instance.study_instance_uid, [instance.sop_instance_uid], delay_s)
+        for t in targets
+    ]
 
 
-def queue_forward(
+def forward_job(
     box: Box, target: str, study_uid: str, sop_uids: list[str], delay_s: float = 0.0
-) -> None:
-    """Add instances to the forward job still queued for this remote and study, or
-    queue one; it retries as the remote's section says."""
+) -> RouteJob:
+    """Instances for the forward job still queued for this remote and study, or a new
+    one; it retries as the remote's section says."""
     remote = box.config.remote_named(target)
     assert remote is not None, "config check makes sure forward targets exist"
-    box.jobs.gather(
+    return RouteJob(
         FORWARD,
         f"{target} {study_uid}",
         sop_uids,
@@ -85,7 +83,7 @@ def forward_completed_study(box: Box, event: Event) -> None:
     for study_uid, routes in studies.items():
         uids = [uid for uid, _ in box.index.study_instances([study_uid])]
         for target in dict.fromkeys(t for route in routes for t in route.forward):
-            queue_forward(box, target, study_uid, uids)
+            gather_now(box.jobs, forward_job(box, target, study_uid, uids))
 
 
 def stored_files(box: Box, sop_uids: list[str]) -> list[StoredFile]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import signal
 import socket
@@ -378,6 +379,14 @@ def jobs_of(data_dir: Path, kind: str) -> list[dict]:
         db.row_factory = sqlite3.Row
         rows = db.execute("select * from jobs where kind = ? order by id", (kind,))
         return [dict(r) for r in rows]
+
+
+def outbox_rows(data_dir: Path) -> list[dict]:
+    """Route jobs written with their instances that the supervisor has not yet turned
+    into jobs (core/outbox.py): kind, and the payload's group and items."""
+    with closing(read_only(data_dir)) as db:
+        rows = db.execute("select kind, payload from outbox order by id").fetchall()
+    return [{"kind": kind, **json.loads(payload)} for kind, payload in rows]
 
 
 def unindexed_files(data_dir: Path) -> list[Path]:
