@@ -18,7 +18,8 @@ WARNING_STATUSES = (0x0001, 0x0107, 0x0116)
 CLASS_ORDER = ("success", "warning", "failed", "cancelled")
 # A pending response carries what it means by the command's definition (PS3.7 9.1.2):
 # each one to a C-FIND is a match; elsewhere it only says the operation goes on.
-PENDING_WORDS = {commands.C_FIND_RQ: "matches"}
+# (one word, then the plural)
+PENDING_WORDS = {commands.C_FIND_RQ: ("match", "matches")}
 MAX_NOTES = 8  # distinct handler summaries kept; the rest are only counted
 
 
@@ -72,7 +73,9 @@ class AssociationTally:
             classes = self._answered.get(field, Counter())
             words = [f"{classes[c]} {c}" for c in CLASS_ORDER if classes[c]]
             if classes["pending"]:
-                words.append(f"{classes['pending']} {PENDING_WORDS.get(field, 'pending')}")
+                count = classes["pending"]
+                one, many = PENDING_WORDS.get(field, ("pending", "pending"))
+                words.append(f"{count} {one if count == 1 else many}")
             final = sum(classes[c] for c in CLASS_ORDER)
             if self._received[field] > final:
                 words.append(f"{self._received[field] - final} unanswered")
