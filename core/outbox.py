@@ -51,6 +51,17 @@ class RouteJob:
     postpone: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def gathering(self) -> dict[str, Any]:
+        """How to gather it, as the keyword arguments of ``JobQueue.gather``."""
+        return {
+            "queue": self.queue,
+            "max_attempts": self.max_attempts,
+            "retry_delay_s": self.retry_delay_s,
+            "delay_s": self.delay_s,
+            "postpone": self.postpone,
+            "extra": self.extra,
+        }
+
     def payload(self) -> str:
         fields = asdict(self)
         del fields["kind"]
@@ -78,17 +89,7 @@ def route_jobs(box: Any, instance: Any, dataset: Any) -> list[dict[str, Any]]:
 def gather_now(jobs: JobQueue, job: RouteJob) -> int:
     """Queue ``job`` at once, in a transaction of its own: for routes acting on a whole
     study when something else than an arriving instance says so (MPPS COMPLETED)."""
-    return jobs.gather(
-        job.kind,
-        job.group,
-        list(job.items),
-        queue=job.queue,
-        max_attempts=job.max_attempts,
-        retry_delay_s=job.retry_delay_s,
-        delay_s=job.delay_s,
-        postpone=job.postpone,
-        extra=job.extra,
-    )
+    return jobs.gather(job.kind, job.group, list(job.items), **job.gathering())
 
 
 def relay(engine: Engine, limit: int = BATCH) -> int:
@@ -107,18 +108,7 @@ def relay(engine: Engine, limit: int = BATCH) -> int:
         if not taken:
             return 0
         for job in _merged(RouteJob.from_row(r.kind, r.payload) for r in taken):
-            gather_into(
-                conn,
-                job.kind,
-                job.group,
-                job.items,
-                queue=job.queue,
-                max_attempts=job.max_attempts,
-                retry_delay_s=job.retry_delay_s,
-                delay_s=job.delay_s,
-                postpone=job.postpone,
-                extra=job.extra,
-            )
+            gather_into(conn, job.kind, job.group, job.items, **job.gathering())
         conn.execute(delete(o).where(o.c.id.in_([r.id for r in taken])))
     return len(taken)
 
